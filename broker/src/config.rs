@@ -1,0 +1,315 @@
+//! Configuration: TOML, every key with a production default.
+//!
+//! Unknown keys and bad values stop start-up: the error names the file, the
+//! line and the key (toml's spans). Limits are validated by their types
+//! (`NonZeroU16`, ...) so that the error points at the offending value.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::{NonZeroU16, NonZeroU32, NonZeroUsize};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub node: NodeConfig,
+    pub listeners: ListenersConfig,
+    pub mqtt: MqttConfig,
+    pub auth: AuthConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// This node's name in logs (and, later, in the cluster).
+    pub name: String,
+    /// Seed of the broker's one random number generator (assigned client ids,
+    /// random shared-subscription picks). Unset: drawn from the OS at start.
+    pub rng_seed: Option<u64>,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self { name: "broker@127.0.0.1".into(), rng_seed: None }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenersConfig {
+    pub tcp: TcpListenerConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TcpListenerConfig {
+    pub bind: SocketAddr,
+    /// Connections this listener holds at once; further sockets are closed at accept.
+    pub max_connections: NonZeroUsize,
+    /// Seconds a new socket has to deliver its CONNECT.
+    pub connect_timeout_secs: NonZeroU16,
+}
+
+impl Default for TcpListenerConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            max_connections: nzu(100_000),
+            connect_timeout_secs: nz16(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Whether clients without credentials may connect. Unset: allowed only
+    /// when every listener binds a loopback address (as in Mosquitto 2).
+    pub allow_anonymous: Option<bool>,
+}
+
+/// Protocol limits and features. Each is announced to MQTT 5 clients where the
+/// protocol has a property for it, and enforced for every version.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// Largest packet accepted from a client, in bytes (announced in CONNACK).
+    pub max_packet_size: NonZeroU32,
+    /// Longest client identifier accepted, in bytes.
+    pub max_client_id_len: NonZeroU16,
+    /// Most levels in a topic name or filter.
+    pub max_topic_levels: NonZeroU16,
+    /// Most subscriptions one session holds.
+    pub max_subscriptions: NonZeroUsize,
+    /// Most QoS 1/2 messages sent to a client and not yet acknowledged; the
+    /// client's Receive Maximum lowers it further.
+    pub max_inflight: NonZeroU16,
+    /// QoS 2 messages a client may have awaiting PUBREL (announced as Receive Maximum).
+    pub receive_maximum: NonZeroU16,
+    /// Messages queued per session beyond the in-flight window; overflow drops
+    /// QoS 0 messages first, and counts every drop.
+    pub max_queued_messages: NonZeroUsize,
+    /// Whether QoS 0 messages are queued for offline persistent sessions.
+    pub queue_qos0_offline: bool,
+    /// Topic aliases a client may use towards the broker, and the most the
+    /// broker uses towards one client.
+    pub max_topic_alias: u16,
+    /// Highest QoS accepted in PUBLISH and granted in SUBACK.
+    pub maximum_qos: u8,
+    pub retain_available: bool,
+    pub wildcard_subscription_available: bool,
+    pub shared_subscription_available: bool,
+    pub subscription_identifiers_available: bool,
+    /// Keep alive imposed on clients (MQTT 5 Server Keep Alive); unset: the client's own.
+    pub server_keep_alive: Option<u16>,
+    /// Session expiry, in seconds, of MQTT 3.1/3.1.1 sessions with clean session 0.
+    pub session_expiry_v3_secs: u32,
+    /// Upper bound on the session expiry interval an MQTT 5 client may ask for.
+    pub max_session_expiry_secs: u32,
+    /// Most retained messages the broker keeps; a new topic beyond this is not retained.
+    pub max_retained_messages: NonZeroUsize,
+    /// How a shared subscription picks the member that gets a message.
+    pub shared_subscription_strategy: SharedStrategy,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            max_packet_size: nz32(1024 * 1024),
+            max_client_id_len: nz16(256),
+            max_topic_levels: nz16(128),
+            max_subscriptions: nzu(1000),
+            max_inflight: nz16(32),
+            receive_maximum: nz16(32),
+            max_queued_messages: nzu(1000),
+            queue_qos0_offline: true,
+            max_topic_alias: 64,
+            maximum_qos: 2,
+            retain_available: true,
+            wildcard_subscription_available: true,
+            shared_subscription_available: true,
+            subscription_identifiers_available: true,
+            server_keep_alive: None,
+            session_expiry_v3_secs: 2 * 3600,
+            max_session_expiry_secs: 7 * 24 * 3600,
+            max_retained_messages: nzu(1_000_000),
+            shared_subscription_strategy: SharedStrategy::RoundRobin,
+        }
+    }
+}
+
+/// Shared subscription member selection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SharedStrategy {
+    /// Each member in turn.
+    #[default]
+    RoundRobin,
+    /// A member drawn from the broker's RNG.
+    Random,
+    /// The same member until it leaves.
+    Sticky,
+}
+
+/// A configuration that cannot be used, with where it came from.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub path: Option<PathBuf>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.path {
+            Some(path) => write!(f, "{}: {}", path.display(), self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads and checks a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: Some(path.to_owned()),
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::parse(&text).map_err(|mut e| {
+            e.path = Some(path.to_owned());
+            e
+        })
+    }
+
+    /// Parses and checks TOML text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError {
+            path: None,
+            message: describe_toml_error(text, &e),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the rules that span several keys.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |message: String| Err(ConfigError { path: None, message });
+        if self.mqtt.maximum_qos > 2 {
+            return fail(format!("[mqtt] maximum_qos = {} is not a QoS (0, 1 or 2)", self.mqtt.maximum_qos));
+        }
+        if self.auth.allow_anonymous.is_none() && !self.listeners.tcp.bind.ip().is_loopback() {
+            return fail(format!(
+                "[listeners.tcp] bind = \"{}\" opens a non-loopback address: set [auth] allow_anonymous = true \
+                 (or configure authentication) to accept clients there",
+                self.listeners.tcp.bind
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether clients without credentials are accepted.
+    pub fn allow_anonymous(&self) -> bool {
+        self.auth.allow_anonymous.unwrap_or(true)
+    }
+}
+
+/// toml reports a byte span; turn it into "line L, column C: message".
+fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim_end();
+    match error.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            let source_line = text.lines().nth(line - 1).unwrap_or("").trim();
+            format!("line {line}, column {column}: {message}\n    {source_line}")
+        }
+        None => message.to_owned(),
+    }
+}
+
+const fn nz16(v: u16) -> NonZeroU16 {
+    match NonZeroU16::new(v) {
+        Some(v) => v,
+        None => NonZeroU16::MIN,
+    }
+}
+
+const fn nz32(v: u32) -> NonZeroU32 {
+    match NonZeroU32::new(v) {
+        Some(v) => v,
+        None => NonZeroU32::MIN,
+    }
+}
+
+const fn nzu(v: usize) -> NonZeroUsize {
+    match NonZeroUsize::new(v) {
+        Some(v) => v,
+        None => NonZeroUsize::MIN,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_of(text: &str) -> String {
+        match Config::parse(text) {
+            Ok(_) => panic!("expected an error for {text:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn empty_file_gives_the_defaults() {
+        let config = Config::parse("").expect("empty config");
+        assert_eq!(config.listeners.tcp.bind, SocketAddr::from(([127, 0, 0, 1], 1883)));
+        assert!(config.allow_anonymous());
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let e = error_of("[node]\nname = \"a\"\nnmae = \"b\"\n");
+        assert!(e.contains("line 3"), "{e}");
+        assert!(e.contains("nmae"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_names_line() {
+        let e = error_of("[mqtt]\nmax_inflight = 0\n");
+        assert!(e.contains("line 2"), "{e}");
+        assert!(e.contains("max_inflight"), "{e}");
+    }
+
+    #[test]
+    fn bad_bind_address_is_refused() {
+        let e = error_of("[listeners.tcp]\nbind = \"nowhere\"\n");
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn public_bind_without_anonymous_decision_is_refused() {
+        let e = error_of("[listeners.tcp]\nbind = \"0.0.0.0:1883\"\n");
+        assert!(e.contains("allow_anonymous"), "{e}");
+        Config::parse("[listeners.tcp]\nbind = \"0.0.0.0:1883\"\n[auth]\nallow_anonymous = true\n")
+            .expect("explicit anonymous");
+    }
+
+    #[test]
+    fn qos_above_two_is_refused() {
+        assert!(error_of("[mqtt]\nmaximum_qos = 3\n").contains("maximum_qos"));
+    }
+
+    #[test]
+    fn shipped_sample_config_parses_and_equals_defaults() {
+        let text = include_str!("../broker.toml");
+        let config = Config::parse(text).expect("sample config");
+        let defaults = Config::default();
+        assert_eq!(format!("{:?}", config.mqtt), format!("{:?}", defaults.mqtt));
+        assert_eq!(format!("{:?}", config.listeners), format!("{:?}", defaults.listeners));
+    }
+}

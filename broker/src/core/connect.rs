@@ -1,0 +1,303 @@
+//! CONNECT and the life of a session: takeover, wills, expiry, DISCONNECT.
+
+use std::sync::Arc;
+
+use bytestring::ByteString;
+use mqtt_codec::{
+    ConnAck, ConnAckProperties, Connect, Disconnect, Packet, ProtocolVersion, QoS, ReasonCode,
+};
+use rand::Rng;
+
+use super::message::Message;
+use super::publish::outbound_publish;
+use super::router::ClientId;
+use super::session::{OutState, SESSION_NEVER_EXPIRES, Session};
+use super::{Broker, Closure, ConnId, Connection, Outbox, Timer, Waker};
+use crate::seam::Millis;
+
+/// Prefix of client identifiers the broker assigns.
+const ASSIGNED_ID_PREFIX: &str = "auto-";
+
+/// CONNECT accepted: the CONNACK is in the connection's outbox.
+#[derive(Debug, Clone)]
+pub struct ConnectOutcome {
+    pub client_id: ClientId,
+    pub version: ProtocolVersion,
+    /// Seconds of keep alive to enforce (0: none).
+    pub keep_alive: u16,
+    pub session_present: bool,
+}
+
+/// CONNECT refused: send `connack` and close.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub connack: Packet,
+    pub reason: ReasonCode,
+}
+
+impl Refusal {
+    pub fn new(reason: ReasonCode) -> Self {
+        Self { connack: Packet::ConnAck(ConnAck { session_present: false, reason_code: reason, properties: ConnAckProperties::default() }), reason }
+    }
+}
+
+impl Broker {
+    /// Handles an authenticated CONNECT from a new connection.
+    pub fn connect(&mut self, conn: ConnId, connect: Connect, waker: Arc<dyn Waker>, now: Millis) -> Result<ConnectOutcome, Refusal> {
+        let result = self.try_connect(conn, connect, waker, now);
+        match &result {
+            Ok(_) => self.counters.connections_accepted += 1,
+            Err(_) => self.counters.connections_refused += 1,
+        }
+        result
+    }
+
+    fn try_connect(&mut self, conn: ConnId, connect: Connect, waker: Arc<dyn Waker>, now: Millis) -> Result<ConnectOutcome, Refusal> {
+        let version = connect.protocol;
+        let v5 = version.is_v5();
+        let mut assigned = None;
+        let client_id = if connect.client_id.is_empty() {
+            // [MQTT-3.1.3-6], [MQTT-3.1.3-7] (3.1.1) / [MQTT-3.1.3-8] (5.0).
+            let allowed = v5 || (version == ProtocolVersion::V3_1_1 && connect.clean_start);
+            if !allowed {
+                return Err(Refusal::new(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID));
+            }
+            let id: ByteString = format!("{ASSIGNED_ID_PREFIX}{:016x}", self.rng.random::<u64>()).into();
+            assigned = v5.then(|| id.clone());
+            id
+        } else {
+            connect.client_id.clone()
+        };
+        if client_id.len() > usize::from(self.config.max_client_id_len.get()) {
+            return Err(Refusal::new(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID));
+        }
+        if connect.properties.authentication_method.is_some() {
+            return Err(Refusal::new(ReasonCode::BAD_AUTHENTICATION_METHOD));
+        }
+        if let Some(will) = &connect.will {
+            if will.qos as u8 > self.config.maximum_qos {
+                return Err(Refusal::new(ReasonCode::QOS_NOT_SUPPORTED)); // [MQTT-3.2.2-12]
+            }
+            if will.retain && !self.config.retain_available {
+                return Err(Refusal::new(ReasonCode::RETAIN_NOT_SUPPORTED)); // [MQTT-3.2.2-13]
+            }
+            if will.topic.split('/').count() > usize::from(self.config.max_topic_levels.get()) {
+                return Err(Refusal::new(ReasonCode::TOPIC_NAME_INVALID));
+            }
+        }
+
+        let requested_expiry = if v5 {
+            connect.properties.session_expiry_interval.unwrap_or(0)
+        } else if connect.clean_start {
+            0
+        } else {
+            self.config.session_expiry_v3_secs
+        };
+        let expiry = requested_expiry.min(self.config.max_session_expiry_secs);
+
+        // Takeover: the existing connection is closed ([MQTT-3.1.4-3]).
+        if let Some(old) = self.sessions.get(&client_id).and_then(|s| s.connection) {
+            self.counters.takeovers += 1;
+            self.close(old, Closure { reason: ReasonCode::SESSION_TAKEN_OVER, why: "session taken over" }, true, now);
+        }
+        let resumed = !connect.clean_start && self.sessions.contains_key(&client_id);
+        if !resumed {
+            if self.sessions.contains_key(&client_id) {
+                self.end_session(&client_id, now);
+            }
+            self.sessions.insert(client_id.clone(), Session::new(client_id.clone(), expiry));
+        }
+
+        let keep_alive = match (v5, self.config.server_keep_alive) {
+            (true, Some(server)) => server,
+            _ => connect.keep_alive,
+        };
+        let props = &connect.properties;
+        let send_window = usize::from(props.receive_maximum.unwrap_or(u16::MAX).min(self.config.max_inflight.get()));
+        let connection = Connection {
+            client_id: client_id.clone(),
+            version,
+            waker,
+            outbox: Outbox::default(),
+            outbox_publishes: 0,
+            wake_pending: false,
+            closing: false,
+            send_window,
+            max_packet_size: props.maximum_packet_size.unwrap_or(u32::MAX),
+            alias_max_out: props.topic_alias_maximum.unwrap_or(0).min(self.config.max_topic_alias),
+            alias_out: Default::default(),
+            alias_in: Default::default(),
+            connect_expiry_zero: requested_expiry == 0,
+        };
+        self.connections.insert(conn, connection);
+
+        let Some(session) = self.sessions.get_mut(&client_id) else {
+            return Err(Refusal::new(ReasonCode::UNSPECIFIED_ERROR));
+        };
+        session.connection = Some(conn);
+        session.epoch += 1;
+        session.expiry_secs = expiry;
+        // A will still waiting out its delay is dropped: the session is back ([MQTT-3.1.3-9] 5.0 3.1.3.2.2).
+        session.will = connect.will.map(|w| {
+            let delay = w.properties.will_delay_interval.unwrap_or(0);
+            (w, delay)
+        });
+
+        let properties = if v5 {
+            self.connack_properties(requested_expiry, expiry, assigned, keep_alive)
+        } else {
+            ConnAckProperties::default()
+        };
+        let connack = ConnAck { session_present: resumed, reason_code: ReasonCode::SUCCESS, properties };
+        self.send(conn, Packet::ConnAck(connack));
+        if resumed {
+            self.resend_inflight(conn, &client_id, now);
+        }
+        self.pump(&client_id, now);
+        Ok(ConnectOutcome { client_id, version, keep_alive, session_present: resumed })
+    }
+
+    fn connack_properties(
+        &self,
+        requested_expiry: u32,
+        expiry: u32,
+        assigned: Option<ByteString>,
+        keep_alive: u16,
+    ) -> ConnAckProperties {
+        let c = &self.config;
+        ConnAckProperties {
+            session_expiry_interval: (expiry != requested_expiry).then_some(expiry),
+            receive_maximum: (c.receive_maximum.get() != u16::MAX).then_some(c.receive_maximum.get()),
+            maximum_qos: match c.maximum_qos {
+                0 => Some(QoS::AtMostOnce),
+                1 => Some(QoS::AtLeastOnce),
+                _ => None,
+            },
+            retain_available: (!c.retain_available).then_some(false),
+            maximum_packet_size: Some(c.max_packet_size.get()),
+            assigned_client_identifier: assigned,
+            topic_alias_maximum: (c.max_topic_alias > 0).then_some(c.max_topic_alias),
+            wildcard_subscription_available: (!c.wildcard_subscription_available).then_some(false),
+            subscription_identifiers_available: (!c.subscription_identifiers_available).then_some(false),
+            shared_subscription_available: (!c.shared_subscription_available).then_some(false),
+            server_keep_alive: c.server_keep_alive.map(|_| keep_alive),
+            ..ConnAckProperties::default()
+        }
+    }
+
+    /// Resends every unacknowledged message of a resumed session, in order:
+    /// PUBLISH with DUP, or PUBREL ([MQTT-4.4.0-1]).
+    fn resend_inflight(&mut self, conn: ConnId, client: &ClientId, now: Millis) {
+        let Some(session) = self.sessions.get(client) else { return };
+        let packets: Vec<Packet> = session
+            .inflight
+            .iter()
+            .map(|f| match f.state {
+                OutState::Published => {
+                    let mut publish = outbound_publish(&f.delivery, Some(f.packet_id), now);
+                    publish.dup = true;
+                    Packet::Publish(publish)
+                }
+                OutState::Released => Packet::PubRel(mqtt_codec::PubResponse::new(f.packet_id)),
+            })
+            .collect();
+        for packet in packets {
+            self.send(conn, packet);
+        }
+    }
+
+    pub(super) fn handle_disconnect(&mut self, conn: ConnId, disconnect: Disconnect, now: Millis) {
+        let Some(connection) = self.connections.get(&conn) else { return };
+        if let Some(expiry) = disconnect.properties.session_expiry_interval {
+            if connection.connect_expiry_zero && expiry != 0 {
+                self.protocol_error(conn, ReasonCode::PROTOCOL_ERROR, "[MQTT-3.14.2-2] session expiry set after 0", now);
+                return;
+            }
+            let expiry = expiry.min(self.config.max_session_expiry_secs);
+            let client = connection.client_id.clone();
+            if let Some(session) = self.sessions.get_mut(&client) {
+                session.expiry_secs = expiry;
+            }
+        }
+        // [MQTT-3.1.2-10]: a normal disconnection removes the will; any other reason publishes it.
+        let reason = disconnect.reason_code;
+        let why = if reason == ReasonCode::NORMAL_DISCONNECTION { "client disconnected" } else { "client disconnected with a reason" };
+        self.close(conn, Closure { reason, why }, false, now);
+    }
+
+    /// Detaches a connection from its session: will, shared redelivery, expiry.
+    pub(super) fn detach(&mut self, conn: ConnId, publish_will: bool, now: Millis) {
+        let Some(connection) = self.connections.get(&conn) else { return };
+        let client = connection.client_id.clone();
+        let Some(session) = self.sessions.get_mut(&client) else { return };
+        if session.connection != Some(conn) {
+            return;
+        }
+        session.connection = None;
+        session.epoch += 1;
+        let epoch = session.epoch;
+        let expiry = session.expiry_secs;
+        let will = session.will.take();
+        let shared = session.take_shared_deliveries();
+        self.redeliver_shared(&client, shared, now);
+
+        if let Some((will, delay)) = will.filter(|_| publish_will) {
+            // The will waits for the shorter of its delay and the session ([MQTT-3.1.3-9] 5.0).
+            let delay = delay.min(expiry);
+            if delay == 0 {
+                self.publish_will(&client, &will, now);
+            } else if let Some(session) = self.sessions.get_mut(&client) {
+                session.will = Some((will, delay));
+                self.arm(now + u64::from(delay) * 1000, Timer::Will { client: client.clone(), epoch });
+            }
+        }
+        if expiry == 0 {
+            self.end_session(&client, now);
+        } else if expiry != SESSION_NEVER_EXPIRES {
+            self.arm(now + u64::from(expiry) * 1000, Timer::SessionExpiry { client, epoch });
+        }
+    }
+
+    pub(super) fn fire_will(&mut self, client: &ClientId, epoch: u64, now: Millis) {
+        let Some(session) = self.sessions.get_mut(client) else { return };
+        if session.epoch != epoch || session.connection.is_some() {
+            return;
+        }
+        if let Some((will, _)) = session.will.take() {
+            self.publish_will(client, &will, now);
+        }
+    }
+
+    pub(super) fn fire_session_expiry(&mut self, client: &ClientId, epoch: u64, now: Millis) {
+        let Some(session) = self.sessions.get(client) else { return };
+        if session.epoch != epoch || session.connection.is_some() {
+            return;
+        }
+        self.counters.sessions_expired += 1;
+        self.end_session(client, now);
+    }
+
+    /// Ends a session: its subscriptions leave the index and a will still
+    /// waiting out its delay is published now.
+    pub(super) fn end_session(&mut self, client: &ClientId, now: Millis) {
+        let Some(mut session) = self.sessions.remove(client) else { return };
+        for filter in session.subscriptions.keys() {
+            self.router.unsubscribe(client, filter);
+        }
+        let shared = session.take_shared_deliveries();
+        self.redeliver_shared(client, shared, now);
+        if let Some((will, _)) = session.will.take() {
+            self.publish_will(client, &will, now);
+        }
+    }
+
+    fn publish_will(&mut self, client: &ClientId, will: &mqtt_codec::Will, now: Millis) {
+        self.counters.wills_published += 1;
+        let message = Message::from_will(will, client, now);
+        if !self.authorizer.can_publish(client, &message.topic) {
+            self.counters.dropped_not_authorized += 1;
+            return;
+        }
+        self.route(Arc::new(message), now);
+    }
+}

@@ -1,0 +1,186 @@
+//! Session state: what survives a disconnect ([MQTT-4.1.0-?] "Session State").
+
+use std::collections::VecDeque;
+use std::num::NonZeroU16;
+
+use ahash::{AHashMap, AHashSet};
+use bytestring::ByteString;
+use mqtt_codec::{PacketId, QoS, Will};
+
+use super::ConnId;
+use super::message::Delivery;
+use super::router::{ClientId, Subscription};
+
+/// Session expiry value meaning "never" (MQTT 5, 3.1.2.11.2).
+pub const SESSION_NEVER_EXPIRES: u32 = u32::MAX;
+
+/// Where an outgoing QoS 1/2 message stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutState {
+    /// PUBLISH sent; awaiting PUBACK (QoS 1) or PUBREC (QoS 2).
+    Published,
+    /// PUBREL sent; awaiting PUBCOMP.
+    Released,
+}
+
+/// An outgoing QoS 1/2 message not yet fully acknowledged.
+#[derive(Debug, Clone)]
+pub struct Inflight {
+    pub packet_id: PacketId,
+    pub delivery: Delivery,
+    pub state: OutState,
+}
+
+/// What the queue did with a delivery that did not fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overflow {
+    /// Queued without loss.
+    None,
+    /// A queued QoS 0 message was dropped to make room.
+    DroppedQueuedQos0,
+    /// The new delivery was dropped.
+    DroppedNew,
+}
+
+/// The state of one client identifier's session.
+#[derive(Debug)]
+pub struct Session {
+    pub client_id: ClientId,
+    /// Keyed by the filter as subscribed (with any `$share/group/` prefix).
+    pub subscriptions: AHashMap<ByteString, Subscription>,
+    /// Seconds the session outlives its connection; `SESSION_NEVER_EXPIRES` for ever.
+    pub expiry_secs: u32,
+    pub connection: Option<ConnId>,
+    /// Outgoing QoS 1/2 messages in the order they were sent.
+    pub inflight: VecDeque<Inflight>,
+    /// Deliveries waiting for the in-flight window, the connection's outbox or a connection.
+    pub queue: VecDeque<Delivery>,
+    /// Incoming QoS 2 packet identifiers that were PUBREC'd and await PUBREL.
+    pub awaiting_rel: AHashSet<u16>,
+    /// The will of the current (or last) connection and its delay in seconds.
+    pub will: Option<(Will, u32)>,
+    /// Changes whenever a connection attaches or detaches, so that timers
+    /// armed for an earlier state are recognised as stale.
+    pub epoch: u64,
+    next_packet_id: u16,
+}
+
+impl Session {
+    pub fn new(client_id: ClientId, expiry_secs: u32) -> Self {
+        Self {
+            client_id,
+            subscriptions: AHashMap::new(),
+            expiry_secs,
+            connection: None,
+            inflight: VecDeque::new(),
+            queue: VecDeque::new(),
+            awaiting_rel: AHashSet::new(),
+            will: None,
+            epoch: 0,
+            next_packet_id: 1,
+        }
+    }
+
+    /// A packet identifier not used by any in-flight message, or `None`
+    /// when all 65,535 are taken.
+    pub fn allocate_packet_id(&mut self) -> Option<PacketId> {
+        if self.inflight.len() >= usize::from(u16::MAX) {
+            return None;
+        }
+        loop {
+            let candidate = NonZeroU16::new(self.next_packet_id).unwrap_or(NonZeroU16::MIN);
+            self.next_packet_id = self.next_packet_id.wrapping_add(1).max(1);
+            if !self.inflight.iter().any(|f| f.packet_id == candidate) {
+                return Some(candidate);
+            }
+        }
+    }
+
+    pub fn inflight_position(&self, packet_id: PacketId) -> Option<usize> {
+        self.inflight.iter().position(|f| f.packet_id == packet_id)
+    }
+
+    /// Queues a delivery, bounded by `max`: when full, a queued QoS 0
+    /// message makes room first; otherwise the new delivery is dropped.
+    pub fn enqueue(&mut self, delivery: Delivery, max: usize) -> Overflow {
+        if self.queue.len() < max {
+            self.queue.push_back(delivery);
+            return Overflow::None;
+        }
+        if delivery.qos == QoS::AtMostOnce {
+            return Overflow::DroppedNew;
+        }
+        match self.queue.iter().position(|d| d.qos == QoS::AtMostOnce) {
+            Some(position) => {
+                self.queue.remove(position);
+                self.queue.push_back(delivery);
+                Overflow::DroppedQueuedQos0
+            }
+            None => Overflow::DroppedNew,
+        }
+    }
+
+    /// The shared-subscription deliveries this session holds but has not
+    /// completed, removed from it, for another member to take over.
+    pub fn take_shared_deliveries(&mut self) -> Vec<Delivery> {
+        let mut taken = Vec::new();
+        self.inflight.retain(|f| {
+            // A QoS 2 message already PUBREC'd was received by the client: keep it.
+            let movable = f.delivery.shared.is_some() && f.state == OutState::Published;
+            if movable {
+                taken.push(f.delivery.clone());
+            }
+            !movable
+        });
+        let (shared, own): (VecDeque<Delivery>, VecDeque<Delivery>) =
+            self.queue.drain(..).partition(|d| d.shared.is_some());
+        self.queue = own;
+        taken.extend(shared);
+        taken
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use mqtt_codec::PublishProperties;
+
+    use super::*;
+    use crate::core::message::Message;
+
+    fn delivery(qos: QoS) -> Delivery {
+        let message = Message {
+            topic: "t".into(),
+            payload: Bytes::new(),
+            qos,
+            retain: false,
+            properties: PublishProperties::default(),
+            expires_at: None,
+            publisher: None,
+        };
+        Delivery { message: Arc::new(message), qos, retain: false, subscription_ids: vec![], shared: None }
+    }
+
+    #[test]
+    fn full_queue_drops_queued_qos0_before_qos1() {
+        let mut session = Session::new("c".into(), 0);
+        assert_eq!(session.enqueue(delivery(QoS::AtMostOnce), 2), Overflow::None);
+        assert_eq!(session.enqueue(delivery(QoS::AtLeastOnce), 2), Overflow::None);
+        assert_eq!(session.enqueue(delivery(QoS::AtLeastOnce), 2), Overflow::DroppedQueuedQos0);
+        assert_eq!(session.enqueue(delivery(QoS::AtLeastOnce), 2), Overflow::DroppedNew);
+        assert_eq!(session.enqueue(delivery(QoS::AtMostOnce), 2), Overflow::DroppedNew);
+        assert!(session.queue.iter().all(|d| d.qos == QoS::AtLeastOnce));
+    }
+
+    #[test]
+    fn packet_ids_skip_those_in_flight_and_zero() {
+        let mut session = Session::new("c".into(), 0);
+        session.next_packet_id = u16::MAX;
+        let first = session.allocate_packet_id().expect("id");
+        assert_eq!(first.get(), u16::MAX);
+        session.inflight.push_back(Inflight { packet_id: NonZeroU16::MIN, delivery: delivery(QoS::AtLeastOnce), state: OutState::Published });
+        assert_eq!(session.allocate_packet_id().map(|p| p.get()), Some(2));
+    }
+}

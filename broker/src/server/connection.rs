@@ -1,0 +1,261 @@
+//! One client connection: CONNECT, then a reader and a writer over the same
+//! stream. The reader decodes packets into the core; the writer drains the
+//! connection's outbox when the core wakes it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use mqtt_codec::{ConnAck, Connect, DecodeError, Decoder, Packet, ProtocolVersion, ReasonCode, encode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::Notify;
+
+use super::{NotifyWaker, Shared};
+use crate::auth::Credentials;
+use crate::core::{Closure, ConnId, Outbox};
+use crate::seam::{Accepted, Stream};
+
+/// Initial read buffer; it grows up to the maximum packet size.
+const READ_BUFFER_INITIAL: usize = 4 * 1024;
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// How a connection ended, for the disconnect log line.
+enum End {
+    Closed(Closure),
+    PeerClosed,
+    Io(std::io::Error),
+}
+
+pub(super) async fn serve(shared: &Arc<Shared>, conn: ConnId, accepted: Accepted) {
+    let peer = accepted.peer;
+    let (mut reader, mut writer) = tokio::io::split(accepted.stream);
+    let mut buf = BytesMut::with_capacity(READ_BUFFER_INITIAL);
+    let mut decoder = Decoder::new(shared.config.mqtt.max_packet_size.get());
+
+    let deadline = Duration::from_secs(u64::from(shared.config.listeners.tcp.connect_timeout_secs.get()));
+    let first = tokio::time::timeout(deadline, read_packet(&mut reader, &mut buf, &mut decoder)).await;
+    let connect = match first {
+        Err(_) => return tracing::debug!(%peer, "no CONNECT before the deadline"),
+        Ok(Err(ReadError::Io(error))) => return tracing::debug!(%peer, %error, "read failed before CONNECT"),
+        Ok(Err(ReadError::Eof)) => return,
+        Ok(Err(ReadError::Decode(error))) => {
+            refuse_bad_connect(&mut writer, &buf, &error).await;
+            return tracing::info!(%peer, %error, "connection refused: bad CONNECT");
+        }
+        Ok(Ok(Packet::Connect(connect))) => connect,
+        Ok(Ok(other)) => return tracing::info!(%peer, packet = other.name(), "connection closed: first packet is not CONNECT"),
+    };
+    let version = connect.protocol;
+
+    if let Err(reason) = shared.authenticator.authenticate(Credentials { connect: &connect, peer }).await {
+        let connack = Packet::ConnAck(ConnAck { reason_code: reason, ..ConnAck::default() });
+        write_packets(&mut writer, version, &[connack]).await;
+        return tracing::info!(%peer, client_id = %connect.client_id, %reason, "connection refused: authentication");
+    }
+    if *shared.shutting_down.borrow() {
+        let connack = Packet::ConnAck(ConnAck { reason_code: ReasonCode::SERVER_UNAVAILABLE, ..ConnAck::default() });
+        write_packets(&mut writer, version, &[connack]).await;
+        return;
+    }
+
+    let notify = Arc::new(NotifyWaker(Notify::new()));
+    let requested_id = connect.client_id.clone();
+    let clean_start = connect.clean_start;
+    let outcome = shared.with_broker(|broker, now| broker.connect(conn, Connect::clone(&connect), notify.clone(), now));
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(refusal) => {
+            write_packets(&mut writer, version, &[refusal.connack]).await;
+            return tracing::info!(%peer, client_id = %requested_id, reason = %refusal.reason, "connection refused");
+        }
+    };
+    let client_id = outcome.client_id.clone();
+    tracing::info!(%peer, %client_id, %version, clean_start, keep_alive = outcome.keep_alive, session_present = outcome.session_present, "client connected");
+
+    let keep_alive = Duration::from_millis(u64::from(outcome.keep_alive) * 1500);
+    let reading = read_loop(shared, conn, &mut reader, &mut buf, &mut decoder, keep_alive);
+    let writing = write_loop(shared, conn, &mut writer, version, &notify);
+    let end = tokio::select! {
+        end = reading => end,
+        end = writing => end,
+    };
+    // If the reader ended first, the core may still hold output (a DISCONNECT
+    // for a protocol error): flush it before closing.
+    if !matches!(end, End::Closed(_) | End::Io(_)) {
+        let outbox = shared.with_broker(|broker, now| broker.take_outbox(conn, now));
+        write_packets(&mut writer, version, &outbox.packets).await;
+    }
+    shared.with_broker(|broker, now| broker.connection_lost(conn, now));
+    let _ = writer.shutdown().await;
+    match end {
+        End::Closed(closure) => tracing::info!(%peer, %client_id, reason = %closure.reason, why = closure.why, "client disconnected"),
+        End::PeerClosed => tracing::info!(%peer, %client_id, "client disconnected: connection closed by peer"),
+        End::Io(error) => tracing::info!(%peer, %client_id, %error, "client disconnected: network error"),
+    }
+}
+
+enum ReadError {
+    Eof,
+    Io(std::io::Error),
+    Decode(DecodeError),
+}
+
+async fn read_packet(reader: &mut ReadHalf<Box<dyn Stream>>, buf: &mut BytesMut, decoder: &mut Decoder) -> Result<Packet, ReadError> {
+    loop {
+        if let Some(packet) = decoder.decode(buf).map_err(ReadError::Decode)? {
+            return Ok(packet);
+        }
+        buf.reserve(READ_CHUNK);
+        match reader.read_buf(buf).await {
+            Ok(0) => return Err(ReadError::Eof),
+            Ok(_) => {}
+            Err(error) => return Err(ReadError::Io(error)),
+        }
+    }
+}
+
+/// Reads and hands packets to the core until the peer closes, an error
+/// occurs or keep alive expires ([MQTT-3.1.2-24]: 1.5 times the interval).
+async fn read_loop(
+    shared: &Arc<Shared>,
+    conn: ConnId,
+    reader: &mut ReadHalf<Box<dyn Stream>>,
+    buf: &mut BytesMut,
+    decoder: &mut Decoder,
+    keep_alive: Duration,
+) -> End {
+    let mut packets = Vec::new();
+    loop {
+        loop {
+            match decoder.decode(buf) {
+                Ok(Some(packet)) => packets.push(packet),
+                Ok(None) => break,
+                Err(error) => {
+                    if !packets.is_empty() {
+                        let batch = std::mem::take(&mut packets);
+                        shared.with_broker(|broker, now| batch.into_iter().for_each(|p| broker.handle_packet(conn, p, now)));
+                    }
+                    tracing::debug!(conn, %error, "protocol violation");
+                    shared.with_broker(|broker, now| broker.protocol_error(conn, error.reason_code(), "malformed or invalid packet", now));
+                    // Stop reading; the writer flushes the DISCONNECT and closes.
+                    return std::future::pending().await;
+                }
+            }
+        }
+        if !packets.is_empty() {
+            let batch = std::mem::take(&mut packets);
+            shared.with_broker(|broker, now| batch.into_iter().for_each(|p| broker.handle_packet(conn, p, now)));
+        }
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        let read = reader.read_buf(buf);
+        let result = if keep_alive.is_zero() {
+            read.await
+        } else {
+            match tokio::time::timeout(keep_alive, read).await {
+                Ok(result) => result,
+                Err(_) => {
+                    shared.with_broker(|broker, now| broker.protocol_error(conn, ReasonCode::KEEP_ALIVE_TIMEOUT, "keep alive timeout", now));
+                    return std::future::pending().await;
+                }
+            }
+        };
+        match result {
+            Ok(0) => return End::PeerClosed,
+            Ok(_) => {}
+            Err(error) => return End::Io(error),
+        }
+    }
+}
+
+/// Sends what the core queues for this connection until it asks to close.
+async fn write_loop(
+    shared: &Arc<Shared>,
+    conn: ConnId,
+    writer: &mut WriteHalf<Box<dyn Stream>>,
+    version: ProtocolVersion,
+    notify: &NotifyWaker,
+) -> End {
+    let mut out = BytesMut::with_capacity(READ_BUFFER_INITIAL);
+    loop {
+        loop {
+            let Outbox { packets, close } = shared.with_broker(|broker, now| broker.take_outbox(conn, now));
+            if packets.is_empty() && close.is_none() {
+                break;
+            }
+            for packet in &packets {
+                if let Err(error) = encode(packet, version, &mut out) {
+                    tracing::warn!(conn, %error, packet = packet.name(), "packet not sent: cannot encode");
+                }
+            }
+            while out.has_remaining() {
+                match writer.write_buf(&mut out).await {
+                    Ok(0) => return End::PeerClosed,
+                    Ok(_) => {}
+                    Err(error) => return End::Io(error),
+                }
+            }
+            out.clear();
+            if let Some(closure) = close {
+                let _ = writer.flush().await;
+                return End::Closed(closure);
+            }
+        }
+        notify.0.notified().await;
+    }
+}
+
+async fn write_packets(writer: &mut WriteHalf<Box<dyn Stream>>, version: ProtocolVersion, packets: &[Packet]) {
+    let mut out = BytesMut::new();
+    for packet in packets {
+        let _ = encode(packet, version, &mut out);
+    }
+    let _ = writer.write_all(&out).await;
+    let _ = writer.flush().await;
+}
+
+/// Answers a CONNECT that failed to decode: CONNACK 0x84 (return code 1) for
+/// an unknown protocol level; for MQTT 5 a CONNACK with the error's reason;
+/// otherwise just close ([MQTT-3.1.4-1], [MQTT-3.2.2-?]).
+async fn refuse_bad_connect(writer: &mut WriteHalf<Box<dyn Stream>>, buf: &[u8], error: &DecodeError) {
+    let (version, reason) = match error {
+        // The 3.1.1 layout: a client of any version can read return code 1.
+        DecodeError::UnsupportedProtocolVersion { .. } => (ProtocolVersion::V3_1_1, ReasonCode::UNSUPPORTED_PROTOCOL_VERSION),
+        _ if sniff_connect_level(buf) == Some(5) => (ProtocolVersion::V5, error.reason_code()),
+        _ => return,
+    };
+    let connack = Packet::ConnAck(ConnAck { reason_code: reason, ..ConnAck::default() });
+    write_packets(writer, version, &[connack]).await;
+}
+
+/// The protocol level byte of a CONNECT at the start of `buf`, if present.
+fn sniff_connect_level(buf: &[u8]) -> Option<u8> {
+    if buf.first()? >> 4 != 1 {
+        return None;
+    }
+    let mut offset = 1;
+    for _ in 0..4 {
+        let byte = *buf.get(offset)?;
+        offset += 1;
+        if byte & 0x80 == 0 {
+            break;
+        }
+    }
+    let name_len = usize::from(u16::from_be_bytes([*buf.get(offset)?, *buf.get(offset + 1)?]));
+    buf.get(offset + 2 + name_len).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sniff_connect_level;
+
+    #[test]
+    fn sniffs_the_level_of_a_connect() {
+        let connect = [0x10, 0x10, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x05, 0x02];
+        assert_eq!(sniff_connect_level(&connect), Some(5));
+        assert_eq!(sniff_connect_level(&connect[..5]), None);
+        assert_eq!(sniff_connect_level(&[0x30, 0x00]), None);
+    }
+}

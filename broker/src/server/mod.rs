@@ -1,0 +1,196 @@
+//! The tokio shell around the core: listeners, connection tasks, the timer
+//! task and graceful shutdown. It owns no protocol logic; it moves bytes and
+//! clock readings into the core and packets out of it.
+
+mod connection;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::{Notify, watch};
+
+use crate::auth::{AnonymousOnly, Authenticator};
+use crate::config::Config;
+use crate::core::{Broker, Counters, Waker};
+use crate::seam::{self, Listener, Millis, Runtime};
+
+/// How long shutdown waits for connections to flush their DISCONNECT.
+const SHUTDOWN_FLUSH_MAX: Duration = Duration::from_secs(5);
+
+/// State shared by every task of one broker instance.
+pub(crate) struct Shared {
+    pub broker: Mutex<Broker>,
+    pub runtime: Runtime,
+    pub config: Config,
+    pub authenticator: Arc<dyn Authenticator>,
+    /// Wakes the timer task when an earlier deadline may have been armed.
+    timer_changed: Notify,
+    /// The deadline the timer task sleeps until (`u64::MAX`: none).
+    timer_deadline: AtomicU64,
+    next_conn_id: AtomicU64,
+    pub live_connections: AtomicUsize,
+    /// Flips to true once shutdown starts.
+    pub shutting_down: watch::Sender<bool>,
+}
+
+impl Shared {
+    pub fn now(&self) -> Millis {
+        self.runtime.clock.now()
+    }
+
+    /// Runs `f` on the core, then wakes the connections it gave output to
+    /// and the timer task if `f` armed an earlier timer.
+    pub fn with_broker<T>(&self, f: impl FnOnce(&mut Broker, Millis) -> T) -> T {
+        let (result, wakers, deadline) = {
+            let mut broker = self.broker.lock();
+            let now = self.now();
+            let result = f(&mut broker, now);
+            (result, broker.drain_wakeups(), broker.poll_timeout())
+        };
+        for waker in wakers {
+            waker.wake();
+        }
+        if let Some(deadline) = deadline {
+            if deadline < self.timer_deadline.load(Ordering::Acquire) {
+                self.timer_changed.notify_one();
+            }
+        }
+        result
+    }
+}
+
+/// A running broker.
+pub struct Server {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("local_addr", &self.local_addr).finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Binds the listener and starts serving.
+    pub async fn start(config: Config, runtime: Runtime) -> io::Result<Self> {
+        let authenticator = Arc::new(AnonymousOnly { allow_anonymous: config.allow_anonymous() });
+        Self::start_with(config, runtime, authenticator).await
+    }
+
+    /// Like `start`, with an authentication backend.
+    pub async fn start_with(config: Config, runtime: Runtime, authenticator: Arc<dyn Authenticator>) -> io::Result<Self> {
+        let listener = runtime.network.bind(config.listeners.tcp.bind).await?;
+        let local_addr = listener.local_addr()?;
+        let broker = Broker::new(config.mqtt.clone(), seam::rng(config.node.rng_seed));
+        let shared = Arc::new(Shared {
+            broker: Mutex::new(broker),
+            runtime: runtime.clone(),
+            config,
+            authenticator,
+            timer_changed: Notify::new(),
+            timer_deadline: AtomicU64::new(u64::MAX),
+            next_conn_id: AtomicU64::new(1),
+            live_connections: AtomicUsize::new(0),
+            shutting_down: watch::channel(false).0,
+        });
+        runtime.spawn(accept_loop(Arc::clone(&shared), listener));
+        runtime.spawn(timer_loop(Arc::clone(&shared)));
+        tracing::info!(node = %shared.config.node.name, listener = %local_addr, "broker listening (mqtt tcp)");
+        Ok(Self { shared, local_addr })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// What the core has counted so far.
+    pub fn counters(&self) -> Counters {
+        self.shared.broker.lock().counters.clone()
+    }
+
+    /// Live connections.
+    pub fn connection_count(&self) -> usize {
+        self.shared.live_connections.load(Ordering::Acquire)
+    }
+
+    /// Stops accepting, sends MQTT 5 clients DISCONNECT 0x8B, waits for
+    /// connections to flush and close (bounded), and returns.
+    pub async fn shutdown(&self) {
+        self.shared.shutting_down.send_replace(true);
+        self.shared.with_broker(|broker, _| broker.shutdown());
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_FLUSH_MAX;
+        while self.connection_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tracing::info!(node = %self.shared.config.node.name, "broker stopped");
+    }
+}
+
+async fn accept_loop(shared: Arc<Shared>, mut listener: Box<dyn Listener>) {
+    let mut shutdown = shared.shutting_down.subscribe();
+    let max = shared.config.listeners.tcp.max_connections.get();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        let accepted = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Typically EMFILE: back off instead of spinning.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if shared.live_connections.load(Ordering::Acquire) >= max {
+            tracing::warn!(peer = %accepted.peer, max, "connection refused: listener at max_connections");
+            continue;
+        }
+        shared.live_connections.fetch_add(1, Ordering::AcqRel);
+        let conn = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
+        let task_shared = Arc::clone(&shared);
+        shared.runtime.spawn(async move {
+            connection::serve(&task_shared, conn, accepted).await;
+            task_shared.live_connections.fetch_sub(1, Ordering::AcqRel);
+        });
+    }
+}
+
+async fn timer_loop(shared: Arc<Shared>) {
+    let mut shutdown = shared.shutting_down.subscribe();
+    loop {
+        let deadline = shared.with_broker(|broker, now| {
+            broker.handle_timeout(now);
+            broker.poll_timeout()
+        });
+        let deadline = deadline.unwrap_or(u64::MAX);
+        shared.timer_deadline.store(deadline, Ordering::Release);
+        let sleep = async {
+            if deadline == u64::MAX {
+                std::future::pending::<()>().await;
+            } else {
+                tokio::time::sleep_until(shared.runtime.clock.instant(deadline)).await;
+            }
+        };
+        tokio::select! {
+            _ = sleep => {}
+            _ = shared.timer_changed.notified() => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+/// Wakes a connection's writer.
+pub(crate) struct NotifyWaker(pub Notify);
+
+impl Waker for NotifyWaker {
+    fn wake(&self) {
+        self.0.notify_one();
+    }
+}
