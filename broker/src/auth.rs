@@ -17,7 +17,10 @@ pub struct Credentials<'a> {
 /// Decides whether a CONNECT may proceed. Asynchronous, because a backend may
 /// call out (HTTP, a database); it runs before the connection touches the core.
 pub trait Authenticator: Send + Sync + 'static {
-    fn authenticate<'a>(&'a self, credentials: Credentials<'a>) -> Pin<Box<dyn Future<Output = Result<(), ReasonCode>> + Send + 'a>>;
+    fn authenticate<'a>(
+        &'a self,
+        credentials: Credentials<'a>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), ReasonCode>> + Send + 'a>>;
 }
 
 /// Accepts clients without credentials when anonymous access is allowed;
@@ -29,7 +32,10 @@ pub struct AnonymousOnly {
 }
 
 impl Authenticator for AnonymousOnly {
-    fn authenticate<'a>(&'a self, credentials: Credentials<'a>) -> Pin<Box<dyn Future<Output = Result<(), ReasonCode>> + Send + 'a>> {
+    fn authenticate<'a>(
+        &'a self,
+        credentials: Credentials<'a>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), ReasonCode>> + Send + 'a>> {
         let anonymous = credentials.connect.username.is_none() && credentials.connect.password.is_none();
         let result = if anonymous && !self.allow_anonymous {
             Err(ReasonCode::NOT_AUTHORIZED)

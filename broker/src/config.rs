@@ -175,10 +175,8 @@ impl std::error::Error for ConfigError {}
 impl Config {
     /// Reads and checks a TOML file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            path: Some(path.to_owned()),
-            message: format!("cannot read: {e}"),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError { path: Some(path.to_owned()), message: format!("cannot read: {e}") })?;
         Self::parse(&text).map_err(|mut e| {
             e.path = Some(path.to_owned());
             e
@@ -187,10 +185,8 @@ impl Config {
 
     /// Parses and checks TOML text.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError {
-            path: None,
-            message: describe_toml_error(text, &e),
-        })?;
+        let config: Config =
+            toml::from_str(text).map_err(|e| ConfigError { path: None, message: describe_toml_error(text, &e) })?;
         config.validate()?;
         Ok(config)
     }

@@ -25,7 +25,7 @@ pub struct Clock {
 
 impl Clock {
     pub fn new() -> Self {
-        Self { origin: Instant::now() }
+        Self { origin: Instant::now() } // seam: the clock's origin
     }
 
     /// Milliseconds since the clock was made.

@@ -20,9 +20,11 @@ mod decode;
 mod encode;
 pub mod error;
 pub mod packet;
+mod properties;
 pub mod reason;
 pub mod topic;
 mod varint;
+mod wire;
 
 pub use bytes;
 pub use bytestring;

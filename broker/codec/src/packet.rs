@@ -120,8 +120,8 @@ impl Packet {
     }
 }
 
-/// CONNECT.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// CONNECT. Its `Debug` output shows the password's length only.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Connect {
     pub protocol: ProtocolVersion,
     /// "Clean Session" in 3.1.1, "Clean Start" in 5.0.
@@ -133,6 +133,21 @@ pub struct Connect {
     pub username: Option<ByteString>,
     pub password: Option<Bytes>,
     pub properties: ConnectProperties,
+}
+
+impl fmt::Debug for Connect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connect")
+            .field("protocol", &self.protocol)
+            .field("clean_start", &self.clean_start)
+            .field("keep_alive", &self.keep_alive)
+            .field("client_id", &self.client_id)
+            .field("will", &self.will)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|p| Redacted(p.len())))
+            .field("properties", &self.properties)
+            .finish()
+    }
 }
 
 /// The will message of a CONNECT.

@@ -3,9 +3,7 @@
 use std::sync::Arc;
 
 use bytestring::ByteString;
-use mqtt_codec::{
-    ConnAck, ConnAckProperties, Connect, Disconnect, Packet, ProtocolVersion, QoS, ReasonCode,
-};
+use mqtt_codec::{ConnAck, ConnAckProperties, Connect, Disconnect, Packet, ProtocolVersion, QoS, ReasonCode};
 use rand::Rng;
 
 use super::message::Message;
@@ -37,13 +35,26 @@ pub struct Refusal {
 
 impl Refusal {
     pub fn new(reason: ReasonCode) -> Self {
-        Self { connack: Packet::ConnAck(ConnAck { session_present: false, reason_code: reason, properties: ConnAckProperties::default() }), reason }
+        Self {
+            connack: Packet::ConnAck(ConnAck {
+                session_present: false,
+                reason_code: reason,
+                properties: ConnAckProperties::default(),
+            }),
+            reason,
+        }
     }
 }
 
 impl Broker {
     /// Handles an authenticated CONNECT from a new connection.
-    pub fn connect(&mut self, conn: ConnId, connect: Connect, waker: Arc<dyn Waker>, now: Millis) -> Result<ConnectOutcome, Refusal> {
+    pub fn connect(
+        &mut self,
+        conn: ConnId,
+        connect: Connect,
+        waker: Arc<dyn Waker>,
+        now: Millis,
+    ) -> Result<ConnectOutcome, Refusal> {
         let result = self.try_connect(conn, connect, waker, now);
         match &result {
             Ok(_) => self.counters.connections_accepted += 1,
@@ -52,7 +63,13 @@ impl Broker {
         result
     }
 
-    fn try_connect(&mut self, conn: ConnId, connect: Connect, waker: Arc<dyn Waker>, now: Millis) -> Result<ConnectOutcome, Refusal> {
+    fn try_connect(
+        &mut self,
+        conn: ConnId,
+        connect: Connect,
+        waker: Arc<dyn Waker>,
+        now: Millis,
+    ) -> Result<ConnectOutcome, Refusal> {
         let version = connect.protocol;
         let v5 = version.is_v5();
         let mut assigned = None;
@@ -66,7 +83,8 @@ impl Broker {
             assigned = v5.then(|| id.clone());
             id
         } else {
-            connect.client_id.clone()
+            // A copy: the decoded id is a slice of the read buffer, which it would pin for the session's life.
+            ByteString::from(&*connect.client_id)
         };
         if client_id.len() > usize::from(self.config.max_client_id_len.get()) {
             return Err(Refusal::new(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID));
@@ -105,7 +123,7 @@ impl Broker {
             if self.sessions.contains_key(&client_id) {
                 self.end_session(&client_id, now);
             }
-            self.sessions.insert(client_id.clone(), Session::new(client_id.clone(), expiry));
+            self.sessions.insert(client_id.clone(), Box::new(Session::new(client_id.clone(), expiry)));
         }
 
         let keep_alive = match (v5, self.config.server_keep_alive) {
@@ -121,7 +139,7 @@ impl Broker {
             outbox: Outbox::default(),
             outbox_publishes: 0,
             wake_pending: false,
-            closing: false,
+            closing: None,
             send_window,
             max_packet_size: props.maximum_packet_size.unwrap_or(u32::MAX),
             alias_max_out: props.topic_alias_maximum.unwrap_or(0).min(self.config.max_topic_alias),
@@ -129,7 +147,7 @@ impl Broker {
             alias_in: Default::default(),
             connect_expiry_zero: requested_expiry == 0,
         };
-        self.connections.insert(conn, connection);
+        self.connections.insert(conn, Box::new(connection));
 
         let Some(session) = self.sessions.get_mut(&client_id) else {
             return Err(Refusal::new(ReasonCode::UNSPECIFIED_ERROR));
@@ -140,7 +158,7 @@ impl Broker {
         // A will still waiting out its delay is dropped: the session is back ([MQTT-3.1.3-9] 5.0 3.1.3.2.2).
         session.will = connect.will.map(|w| {
             let delay = w.properties.will_delay_interval.unwrap_or(0);
-            (w, delay)
+            (compact_will(w), delay)
         });
 
         let properties = if v5 {
@@ -148,7 +166,9 @@ impl Broker {
         } else {
             ConnAckProperties::default()
         };
-        let connack = ConnAck { session_present: resumed, reason_code: ReasonCode::SUCCESS, properties };
+        // MQTT 3.1 has no session present flag: the bit is reserved.
+        let session_present = resumed && version != ProtocolVersion::V3_1;
+        let connack = ConnAck { session_present, reason_code: ReasonCode::SUCCESS, properties };
         self.send(conn, Packet::ConnAck(connack));
         if resumed {
             self.resend_inflight(conn, &client_id, now);
@@ -210,7 +230,12 @@ impl Broker {
         let Some(connection) = self.connections.get(&conn) else { return };
         if let Some(expiry) = disconnect.properties.session_expiry_interval {
             if connection.connect_expiry_zero && expiry != 0 {
-                self.protocol_error(conn, ReasonCode::PROTOCOL_ERROR, "[MQTT-3.14.2-2] session expiry set after 0", now);
+                self.protocol_error(
+                    conn,
+                    ReasonCode::PROTOCOL_ERROR,
+                    "[MQTT-3.14.2-2] session expiry set after 0",
+                    now,
+                );
                 return;
             }
             let expiry = expiry.min(self.config.max_session_expiry_secs);
@@ -221,7 +246,11 @@ impl Broker {
         }
         // [MQTT-3.1.2-10]: a normal disconnection removes the will; any other reason publishes it.
         let reason = disconnect.reason_code;
-        let why = if reason == ReasonCode::NORMAL_DISCONNECTION { "client disconnected" } else { "client disconnected with a reason" };
+        let why = if reason == ReasonCode::NORMAL_DISCONNECTION {
+            "client disconnected"
+        } else {
+            "client disconnected with a reason"
+        };
         self.close(conn, Closure { reason, why }, false, now);
     }
 
@@ -300,4 +329,11 @@ impl Broker {
         }
         self.route(Arc::new(message), now);
     }
+}
+
+/// A will held for the session's life, copied out of the read buffer it was decoded from.
+fn compact_will(mut will: mqtt_codec::Will) -> mqtt_codec::Will {
+    will.topic = ByteString::from(&*will.topic);
+    will.payload = bytes::Bytes::copy_from_slice(&will.payload);
+    will
 }

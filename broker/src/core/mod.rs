@@ -90,7 +90,7 @@ struct Connection {
     outbox_publishes: usize,
     wake_pending: bool,
     /// Set once the broker decided to close; nothing more is queued.
-    closing: bool,
+    closing: Option<Closure>,
     /// QoS 1/2 messages the client accepts at once (its Receive Maximum, capped by ours).
     send_window: usize,
     /// The client's Maximum Packet Size.
@@ -105,7 +105,10 @@ struct Connection {
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connection").field("client_id", &self.client_id).field("version", &self.version).finish_non_exhaustive()
+        f.debug_struct("Connection")
+            .field("client_id", &self.client_id)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
     }
 }
 
@@ -120,8 +123,9 @@ enum Timer {
 pub struct Broker {
     config: MqttConfig,
     authorizer: Arc<dyn Authorizer>,
-    sessions: AHashMap<ClientId, Session>,
-    connections: AHashMap<ConnId, Connection>,
+    /// Boxed: a map keeps spare slots, and a slot should not cost a whole session.
+    sessions: AHashMap<ClientId, Box<Session>>,
+    connections: AHashMap<ConnId, Box<Connection>>,
     router: Router,
     retained: TopicTrie<Arc<Message>>,
     timers: BTreeMap<(Millis, u64), Timer>,
@@ -170,7 +174,7 @@ impl Broker {
     /// Handles one packet a connection received after its CONNECT.
     pub fn handle_packet(&mut self, conn: ConnId, packet: Packet, now: Millis) {
         let Some(connection) = self.connections.get(&conn) else { return };
-        if connection.closing {
+        if connection.closing.is_some() {
             return;
         }
         match packet {
@@ -205,18 +209,26 @@ impl Broker {
     /// the will unless the client disconnected normally, and forgets the connection.
     pub fn connection_lost(&mut self, conn: ConnId, now: Millis) {
         if let Some(connection) = self.connections.get(&conn) {
-            if !connection.closing {
+            if connection.closing.is_none() {
                 self.detach(conn, true, now);
             }
         }
         self.connections.remove(&conn);
     }
 
+    /// Why the broker decided to close this connection, if it did.
+    pub fn closure(&self, conn: ConnId) -> Option<Closure> {
+        self.connections.get(&conn).and_then(|c| c.closing)
+    }
+
     /// Takes what a connection must send. Refills the outbox from the session
     /// queue, so a writer that loops until it gets an empty outbox drains everything.
     pub fn take_outbox(&mut self, conn: ConnId, now: Millis) -> Outbox {
         let Some(connection) = self.connections.get_mut(&conn) else {
-            return Outbox { packets: Vec::new(), close: Some(Closure { reason: ReasonCode::UNSPECIFIED_ERROR, why: "connection unknown" }) };
+            return Outbox {
+                packets: Vec::new(),
+                close: Some(Closure { reason: ReasonCode::UNSPECIFIED_ERROR, why: "connection unknown" }),
+            };
         };
         let outbox = std::mem::take(&mut connection.outbox);
         connection.outbox_publishes = 0;
@@ -236,10 +248,7 @@ impl Broker {
     /// The wakers of connections that got output since the last call.
     pub fn drain_wakeups(&mut self) -> Vec<Arc<dyn Waker>> {
         let wakeups = std::mem::take(&mut self.wakeups);
-        wakeups
-            .into_iter()
-            .filter_map(|conn| self.connections.get(&conn).map(|c| Arc::clone(&c.waker)))
-            .collect()
+        wakeups.into_iter().filter_map(|conn| self.connections.get(&conn).map(|c| Arc::clone(&c.waker))).collect()
     }
 
     /// The earliest time `handle_timeout` has work to do.
@@ -267,10 +276,10 @@ impl Broker {
         for conn in conns {
             let closure = Closure { reason: ReasonCode::SERVER_SHUTTING_DOWN, why: "server shutting down" };
             if let Some(connection) = self.connections.get_mut(&conn) {
-                if connection.closing {
+                if connection.closing.is_some() {
                     continue;
                 }
-                connection.closing = true;
+                connection.closing = Some(closure);
                 if connection.version.is_v5() {
                     connection.outbox.packets.push(Packet::Disconnect(Disconnect::new(closure.reason)));
                 }
@@ -297,7 +306,7 @@ impl Broker {
 
     fn send(&mut self, conn: ConnId, packet: Packet) {
         if let Some(connection) = self.connections.get_mut(&conn) {
-            if !connection.closing {
+            if connection.closing.is_none() {
                 connection.outbox.packets.push(packet);
                 self.wake(conn);
             }
@@ -317,13 +326,13 @@ impl Broker {
     /// DISCONNECT with the reason when `tell` is set; the session detaches.
     fn close(&mut self, conn: ConnId, closure: Closure, tell: bool, now: Millis) {
         let Some(connection) = self.connections.get_mut(&conn) else { return };
-        if connection.closing {
+        if connection.closing.is_some() {
             return;
         }
         if tell && connection.version.is_v5() {
             connection.outbox.packets.push(Packet::Disconnect(Disconnect::new(closure.reason)));
         }
-        connection.closing = true;
+        connection.closing = Some(closure);
         connection.outbox.close = Some(closure);
         self.wake(conn);
         let publish_will = closure.reason != ReasonCode::NORMAL_DISCONNECTION;

@@ -35,13 +35,23 @@ impl Broker {
             return self.protocol_error(conn, ReasonCode::PROTOCOL_ERROR, "empty topic without alias", now);
         }
         if !publish.properties.subscription_identifiers.is_empty() {
-            return self.protocol_error(conn, ReasonCode::PROTOCOL_ERROR, "[MQTT-3.3.4-6] subscription identifier from client", now);
+            return self.protocol_error(
+                conn,
+                ReasonCode::PROTOCOL_ERROR,
+                "[MQTT-3.3.4-6] subscription identifier from client",
+                now,
+            );
         }
         if publish.qos as u8 > self.config.maximum_qos {
             return self.protocol_error(conn, ReasonCode::QOS_NOT_SUPPORTED, "[MQTT-3.2.2-11] QoS above maximum", now);
         }
         if publish.retain && !self.config.retain_available {
-            return self.protocol_error(conn, ReasonCode::RETAIN_NOT_SUPPORTED, "[MQTT-3.2.2-14] retain not available", now);
+            return self.protocol_error(
+                conn,
+                ReasonCode::RETAIN_NOT_SUPPORTED,
+                "[MQTT-3.2.2-14] retain not available",
+                now,
+            );
         }
         let Some(session) = self.sessions.get_mut(&client) else { return };
         if let (QoS::ExactlyOnce, Some(id)) = (publish.qos, publish.packet_id) {
@@ -50,7 +60,12 @@ impl Broker {
                 return self.send(conn, Packet::PubRec(PubResponse::new(id)));
             }
             if session.awaiting_rel.len() >= usize::from(self.config.receive_maximum.get()) {
-                return self.protocol_error(conn, ReasonCode::RECEIVE_MAXIMUM_EXCEEDED, "[MQTT-3.3.4-9] receive maximum exceeded", now);
+                return self.protocol_error(
+                    conn,
+                    ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
+                    "[MQTT-3.3.4-9] receive maximum exceeded",
+                    now,
+                );
             }
         }
         self.counters.messages_received += 1;
@@ -188,7 +203,11 @@ impl Broker {
             self.counters.retained_refused_full += 1;
             return;
         }
-        self.retained.insert(&message.topic, Arc::clone(message));
+        // Retained messages live long: copy them out of the read buffer they were decoded from.
+        let mut compact = Message::clone(message);
+        compact.topic = bytestring::ByteString::from(&*message.topic);
+        compact.payload = bytes::Bytes::copy_from_slice(&message.payload);
+        self.retained.insert(&message.topic, Arc::new(compact));
     }
 
     /// Puts a delivery on a session's queue and sends what the window allows.
@@ -212,7 +231,7 @@ impl Broker {
         let Some(session) = self.sessions.get_mut(client) else { return };
         let Some(conn) = session.connection else { return };
         let Some(connection) = self.connections.get_mut(&conn) else { return };
-        if connection.closing {
+        if connection.closing.is_some() {
             return;
         }
         let mut sent = false;
@@ -253,7 +272,8 @@ impl Broker {
             }
             let packet = Packet::Publish(publish);
             // A message larger than the client accepts is not sent ([MQTT-3.1.2-25]).
-            let fits = encoded_len(&packet, connection.version).is_ok_and(|len| len <= connection.max_packet_size as usize);
+            let fits =
+                encoded_len(&packet, connection.version).is_ok_and(|len| len <= connection.max_packet_size as usize);
             if !fits {
                 self.counters.dropped_too_large += 1;
                 if let Packet::Publish(p) = &packet {

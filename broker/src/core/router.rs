@@ -137,7 +137,13 @@ impl Router {
     /// Appends to `out` every subscription `topic` reaches: each direct
     /// subscriber, and one member per shared group chosen by the strategy
     /// among members for which `available` holds (any member if none does).
-    pub fn route(&mut self, topic: &str, rng: &mut impl Rng, available: impl Fn(&ClientId) -> bool, out: &mut Vec<Matched>) {
+    pub fn route(
+        &mut self,
+        topic: &str,
+        rng: &mut impl Rng,
+        available: impl Fn(&ClientId) -> bool,
+        out: &mut Vec<Matched>,
+    ) {
         let mut filters: Vec<ByteString> = Vec::new();
         if self.entries.contains_key(topic) {
             filters.push(ByteString::from(topic));
@@ -170,8 +176,7 @@ impl Router {
         available: impl Fn(&ClientId) -> bool,
     ) -> Option<(ClientId, Subscription)> {
         let group = self.entries.get_mut(&key.filter)?.shared.get_mut(&key.group)?;
-        pick(group, self.strategy, rng, &|c: &ClientId| c != except && available(c))
-            .filter(|(c, _)| c != except)
+        pick(group, self.strategy, rng, &|c: &ClientId| c != except && available(c)).filter(|(c, _)| c != except)
     }
 
     /// Number of distinct filters in the index.
@@ -210,10 +215,8 @@ fn pick(
         SharedStrategy::RoundRobin | SharedStrategy::Sticky => group.next % count,
         SharedStrategy::Random => rng.random_range(0..count),
     };
-    let chosen = (0..count)
-        .map(|offset| (start + offset) % count)
-        .find(|&i| available(&group.members[i].0))
-        .unwrap_or(start);
+    let chosen =
+        (0..count).map(|offset| (start + offset) % count).find(|&i| available(&group.members[i].0)).unwrap_or(start);
     group.next = chosen + 1;
     let member = group.members[chosen].clone();
     if strategy == SharedStrategy::Sticky {

@@ -180,7 +180,11 @@ mod tests {
         session.next_packet_id = u16::MAX;
         let first = session.allocate_packet_id().expect("id");
         assert_eq!(first.get(), u16::MAX);
-        session.inflight.push_back(Inflight { packet_id: NonZeroU16::MIN, delivery: delivery(QoS::AtLeastOnce), state: OutState::Published });
+        session.inflight.push_back(Inflight {
+            packet_id: NonZeroU16::MIN,
+            delivery: delivery(QoS::AtLeastOnce),
+            state: OutState::Published,
+        });
         assert_eq!(session.allocate_packet_id().map(|p| p.get()), Some(2));
     }
 }

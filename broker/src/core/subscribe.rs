@@ -16,11 +16,18 @@ impl Broker {
         let client = connection.client_id.clone();
         let identifier = subscribe.properties.subscription_identifier;
         if identifier.is_some() && !self.config.subscription_identifiers_available {
-            return self.protocol_error(conn, ReasonCode::SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED, "subscription identifiers not available", now);
+            return self.protocol_error(
+                conn,
+                ReasonCode::SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED,
+                "subscription identifiers not available",
+                now,
+            );
         }
         let mut reason_codes = Vec::with_capacity(subscribe.filters.len());
         let mut retained: Vec<Delivery> = Vec::new();
         for (filter, options) in subscribe.filters {
+            // Subscriptions live long: copy the filter out of the read buffer.
+            let filter = bytestring::ByteString::from(&*filter);
             let granted = self.check_filter(&client, &filter);
             let reason = match granted {
                 Err(reason) => reason,
@@ -30,7 +37,9 @@ impl Broker {
                     options.qos = qos;
                     let subscription = Subscription { options, identifier };
                     let Some(session) = self.sessions.get_mut(&client) else { return };
-                    if !session.subscriptions.contains_key(&filter) && session.subscriptions.len() >= self.config.max_subscriptions.get() {
+                    if !session.subscriptions.contains_key(&filter)
+                        && session.subscriptions.len() >= self.config.max_subscriptions.get()
+                    {
                         reason_codes.push(ReasonCode::QUOTA_EXCEEDED);
                         continue;
                     }

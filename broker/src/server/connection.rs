@@ -15,10 +15,14 @@ use crate::auth::Credentials;
 use crate::core::{Closure, ConnId, Outbox};
 use crate::seam::{Accepted, Stream};
 
-/// Initial read buffer; it grows up to the maximum packet size.
-const READ_BUFFER_INITIAL: usize = 4 * 1024;
-/// Bytes asked of the socket per read.
-const READ_CHUNK: usize = 16 * 1024;
+/// Free space ensured before a socket read, smallest and largest. An idle
+/// connection keeps its buffer while it waits, so it starts small and grows
+/// only while reads fill it; a large packet makes the decoder reserve its
+/// whole size once its fixed header has arrived.
+const READ_SPARE_MIN: usize = 256;
+const READ_SPARE_MAX: usize = 64 * 1024;
+/// A buffer grown beyond this by a large packet is released once empty.
+const BUFFER_KEEP_MAX: usize = 16 * 1024;
 
 /// How a connection ended, for the disconnect log line.
 enum End {
@@ -30,7 +34,7 @@ enum End {
 pub(super) async fn serve(shared: &Arc<Shared>, conn: ConnId, accepted: Accepted) {
     let peer = accepted.peer;
     let (mut reader, mut writer) = tokio::io::split(accepted.stream);
-    let mut buf = BytesMut::with_capacity(READ_BUFFER_INITIAL);
+    let mut buf = BytesMut::new();
     let mut decoder = Decoder::new(shared.config.mqtt.max_packet_size.get());
 
     let deadline = Duration::from_secs(u64::from(shared.config.listeners.tcp.connect_timeout_secs.get()));
@@ -44,7 +48,9 @@ pub(super) async fn serve(shared: &Arc<Shared>, conn: ConnId, accepted: Accepted
             return tracing::info!(%peer, %error, "connection refused: bad CONNECT");
         }
         Ok(Ok(Packet::Connect(connect))) => connect,
-        Ok(Ok(other)) => return tracing::info!(%peer, packet = other.name(), "connection closed: first packet is not CONNECT"),
+        Ok(Ok(other)) => {
+            return tracing::info!(%peer, packet = other.name(), "connection closed: first packet is not CONNECT");
+        }
     };
     let version = connect.protocol;
 
@@ -80,16 +86,21 @@ pub(super) async fn serve(shared: &Arc<Shared>, conn: ConnId, accepted: Accepted
         end = reading => end,
         end = writing => end,
     };
-    // If the reader ended first, the core may still hold output (a DISCONNECT
-    // for a protocol error): flush it before closing.
-    if !matches!(end, End::Closed(_) | End::Io(_)) {
-        let outbox = shared.with_broker(|broker, now| broker.take_outbox(conn, now));
-        write_packets(&mut writer, version, &outbox.packets).await;
-    }
-    shared.with_broker(|broker, now| broker.connection_lost(conn, now));
+    // The client's DISCONNECT may have closed the session just before the socket.
+    let closure = shared.with_broker(|broker, now| {
+        let closure = broker.closure(conn);
+        broker.connection_lost(conn, now);
+        closure
+    });
+    let end = match (end, closure) {
+        (End::PeerClosed, Some(closure)) => End::Closed(closure),
+        (end, _) => end,
+    };
     let _ = writer.shutdown().await;
     match end {
-        End::Closed(closure) => tracing::info!(%peer, %client_id, reason = %closure.reason, why = closure.why, "client disconnected"),
+        End::Closed(closure) => {
+            tracing::info!(%peer, %client_id, reason = %closure.reason, why = closure.why, "client disconnected")
+        }
         End::PeerClosed => tracing::info!(%peer, %client_id, "client disconnected: connection closed by peer"),
         End::Io(error) => tracing::info!(%peer, %client_id, %error, "client disconnected: network error"),
     }
@@ -101,12 +112,16 @@ enum ReadError {
     Decode(DecodeError),
 }
 
-async fn read_packet(reader: &mut ReadHalf<Box<dyn Stream>>, buf: &mut BytesMut, decoder: &mut Decoder) -> Result<Packet, ReadError> {
+async fn read_packet(
+    reader: &mut ReadHalf<Box<dyn Stream>>,
+    buf: &mut BytesMut,
+    decoder: &mut Decoder,
+) -> Result<Packet, ReadError> {
     loop {
         if let Some(packet) = decoder.decode(buf).map_err(ReadError::Decode)? {
             return Ok(packet);
         }
-        buf.reserve(READ_CHUNK);
+        buf.reserve(READ_SPARE_MIN);
         match reader.read_buf(buf).await {
             Ok(0) => return Err(ReadError::Eof),
             Ok(_) => {}
@@ -126,6 +141,7 @@ async fn read_loop(
     keep_alive: Duration,
 ) -> End {
     let mut packets = Vec::new();
+    let mut read_spare = READ_SPARE_MIN;
     loop {
         loop {
             match decoder.decode(buf) {
@@ -134,10 +150,14 @@ async fn read_loop(
                 Err(error) => {
                     if !packets.is_empty() {
                         let batch = std::mem::take(&mut packets);
-                        shared.with_broker(|broker, now| batch.into_iter().for_each(|p| broker.handle_packet(conn, p, now)));
+                        shared.with_broker(|broker, now| {
+                            batch.into_iter().for_each(|p| broker.handle_packet(conn, p, now))
+                        });
                     }
                     tracing::debug!(conn, %error, "protocol violation");
-                    shared.with_broker(|broker, now| broker.protocol_error(conn, error.reason_code(), "malformed or invalid packet", now));
+                    shared.with_broker(|broker, now| {
+                        broker.protocol_error(conn, error.reason_code(), "malformed or invalid packet", now)
+                    });
                     // Stop reading; the writer flushes the DISCONNECT and closes.
                     return std::future::pending().await;
                 }
@@ -147,9 +167,11 @@ async fn read_loop(
             let batch = std::mem::take(&mut packets);
             shared.with_broker(|broker, now| batch.into_iter().for_each(|p| broker.handle_packet(conn, p, now)));
         }
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
+        if buf.is_empty() && buf.capacity() > BUFFER_KEEP_MAX {
+            *buf = BytesMut::new();
         }
+        buf.reserve(read_spare);
+        let spare = buf.capacity() - buf.len();
         let read = reader.read_buf(buf);
         let result = if keep_alive.is_zero() {
             read.await
@@ -157,13 +179,18 @@ async fn read_loop(
             match tokio::time::timeout(keep_alive, read).await {
                 Ok(result) => result,
                 Err(_) => {
-                    shared.with_broker(|broker, now| broker.protocol_error(conn, ReasonCode::KEEP_ALIVE_TIMEOUT, "keep alive timeout", now));
+                    shared.with_broker(|broker, now| {
+                        broker.protocol_error(conn, ReasonCode::KEEP_ALIVE_TIMEOUT, "keep alive timeout", now)
+                    });
                     return std::future::pending().await;
                 }
             }
         };
         match result {
             Ok(0) => return End::PeerClosed,
+            // A read that filled the buffer suggests more is waiting: read more at once next time.
+            Ok(n) if n == spare => read_spare = (read_spare * 2).min(READ_SPARE_MAX),
+            Ok(n) if n < read_spare / 4 => read_spare = (read_spare / 2).max(READ_SPARE_MIN),
             Ok(_) => {}
             Err(error) => return End::Io(error),
         }
@@ -178,7 +205,7 @@ async fn write_loop(
     version: ProtocolVersion,
     notify: &NotifyWaker,
 ) -> End {
-    let mut out = BytesMut::with_capacity(READ_BUFFER_INITIAL);
+    let mut out = BytesMut::new();
     loop {
         loop {
             let Outbox { packets, close } = shared.with_broker(|broker, now| broker.take_outbox(conn, now));
@@ -197,7 +224,11 @@ async fn write_loop(
                     Err(error) => return End::Io(error),
                 }
             }
-            out.clear();
+            if out.capacity() > BUFFER_KEEP_MAX {
+                out = BytesMut::new();
+            } else {
+                out.clear();
+            }
             if let Some(closure) = close {
                 let _ = writer.flush().await;
                 return End::Closed(closure);
@@ -222,7 +253,9 @@ async fn write_packets(writer: &mut WriteHalf<Box<dyn Stream>>, version: Protoco
 async fn refuse_bad_connect(writer: &mut WriteHalf<Box<dyn Stream>>, buf: &[u8], error: &DecodeError) {
     let (version, reason) = match error {
         // The 3.1.1 layout: a client of any version can read return code 1.
-        DecodeError::UnsupportedProtocolVersion { .. } => (ProtocolVersion::V3_1_1, ReasonCode::UNSUPPORTED_PROTOCOL_VERSION),
+        DecodeError::UnsupportedProtocolVersion { .. } => {
+            (ProtocolVersion::V3_1_1, ReasonCode::UNSUPPORTED_PROTOCOL_VERSION)
+        }
         _ if sniff_connect_level(buf) == Some(5) => (ProtocolVersion::V5, error.reason_code()),
         _ => return,
     };

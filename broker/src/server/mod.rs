@@ -18,8 +18,8 @@ use crate::config::Config;
 use crate::core::{Broker, Counters, Waker};
 use crate::seam::{self, Listener, Millis, Runtime};
 
-/// How long shutdown waits for connections to flush their DISCONNECT.
-const SHUTDOWN_FLUSH_MAX: Duration = Duration::from_secs(5);
+/// How long shutdown waits for connections to flush their DISCONNECT, in milliseconds.
+const SHUTDOWN_FLUSH_MAX_MS: Millis = 5_000;
 
 /// State shared by every task of one broker instance.
 pub(crate) struct Shared {
@@ -83,7 +83,11 @@ impl Server {
     }
 
     /// Like `start`, with an authentication backend.
-    pub async fn start_with(config: Config, runtime: Runtime, authenticator: Arc<dyn Authenticator>) -> io::Result<Self> {
+    pub async fn start_with(
+        config: Config,
+        runtime: Runtime,
+        authenticator: Arc<dyn Authenticator>,
+    ) -> io::Result<Self> {
         let listener = runtime.network.bind(config.listeners.tcp.bind).await?;
         let local_addr = listener.local_addr()?;
         let broker = Broker::new(config.mqtt.clone(), seam::rng(config.node.rng_seed));
@@ -123,8 +127,8 @@ impl Server {
     pub async fn shutdown(&self) {
         self.shared.shutting_down.send_replace(true);
         self.shared.with_broker(|broker, _| broker.shutdown());
-        let deadline = tokio::time::Instant::now() + SHUTDOWN_FLUSH_MAX;
-        while self.connection_count() > 0 && tokio::time::Instant::now() < deadline {
+        let deadline = self.shared.now() + SHUTDOWN_FLUSH_MAX_MS;
+        while self.connection_count() > 0 && self.shared.now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         tracing::info!(node = %self.shared.config.node.name, "broker stopped");
