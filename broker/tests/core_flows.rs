@@ -165,8 +165,7 @@ fn receive_maximum_limits_messages_in_flight() {
 
 #[test]
 fn full_queue_drops_qos0_first_and_counts_drops() {
-    let mut config = MqttConfig::default();
-    config.max_queued_messages = 2.try_into().unwrap();
+    let config = MqttConfig { max_queued_messages: 2.try_into().unwrap(), ..Default::default() };
     let mut h = Harness::with_config(config);
     let (sub, _) = h.connect(v311("sub", false));
     h.send(sub, subscribe(1, &[("t", QoS::AtLeastOnce)]));
@@ -447,9 +446,11 @@ fn dollar_topics_are_not_matched_by_leading_wildcards() {
 
 #[test]
 fn suback_reports_failures_per_filter() {
-    let mut config = MqttConfig::default();
-    config.shared_subscription_available = false;
-    config.max_subscriptions = 2.try_into().unwrap();
+    let config = MqttConfig {
+        shared_subscription_available: false,
+        max_subscriptions: 2.try_into().unwrap(),
+        ..Default::default()
+    };
     let mut h = Harness::with_config(config);
     let (a, _) = h.connect(v5("a"));
     let out = h.send(
@@ -506,8 +507,7 @@ fn disconnect_may_not_raise_session_expiry_from_zero() {
 
 #[test]
 fn qos_above_maximum_is_refused() {
-    let mut config = MqttConfig::default();
-    config.maximum_qos = 1;
+    let config = MqttConfig { maximum_qos: 1, ..Default::default() };
     let mut h = Harness::with_config(config);
     let (a, out) = h.connect(v5("a"));
     assert_eq!(connack(&out).properties.maximum_qos, Some(QoS::AtLeastOnce));

@@ -74,14 +74,13 @@ impl Model {
                 self.received.entry(client).or_default().extend(queued);
             }
             Op::Disconnect { client } | Op::Lose { client } => {
-                if let Some(session) = self.sessions.get_mut(&client) {
-                    if session.connected {
+                if let Some(session) = self.sessions.get_mut(&client)
+                    && session.connected {
                         session.connected = false;
                         if !session.persistent {
                             self.sessions.remove(&client);
                         }
                     }
-                }
             }
             Op::Subscribe { client, filter, qos } => {
                 if let Some(session) = self.sessions.get_mut(&client).filter(|s| s.connected) {

@@ -26,23 +26,20 @@ pub struct ConnectOutcome {
     pub session_present: bool,
 }
 
-/// CONNECT refused: send `connack` and close.
-#[derive(Debug, Clone)]
+/// CONNECT refused: send `connack()` and close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refusal {
-    pub connack: Packet,
     pub reason: ReasonCode,
 }
 
 impl Refusal {
     pub fn new(reason: ReasonCode) -> Self {
-        Self {
-            connack: Packet::ConnAck(ConnAck {
-                session_present: false,
-                reason_code: reason,
-                properties: ConnAckProperties::default(),
-            }),
-            reason,
-        }
+        Self { reason }
+    }
+
+    /// The CONNACK that reports the refusal.
+    pub fn connack(&self) -> Packet {
+        Packet::ConnAck(ConnAck { session_present: false, reason_code: self.reason, properties: ConnAckProperties::default() })
     }
 }
 

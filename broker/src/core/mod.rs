@@ -208,11 +208,10 @@ impl Broker {
     /// The network connection is gone (or the shell gave up on it). Publishes
     /// the will unless the client disconnected normally, and forgets the connection.
     pub fn connection_lost(&mut self, conn: ConnId, now: Millis) {
-        if let Some(connection) = self.connections.get(&conn) {
-            if connection.closing.is_none() {
+        if let Some(connection) = self.connections.get(&conn)
+            && connection.closing.is_none() {
                 self.detach(conn, true, now);
             }
-        }
         self.connections.remove(&conn);
     }
 
@@ -305,21 +304,19 @@ impl Broker {
     }
 
     fn send(&mut self, conn: ConnId, packet: Packet) {
-        if let Some(connection) = self.connections.get_mut(&conn) {
-            if connection.closing.is_none() {
+        if let Some(connection) = self.connections.get_mut(&conn)
+            && connection.closing.is_none() {
                 connection.outbox.packets.push(packet);
                 self.wake(conn);
             }
-        }
     }
 
     fn wake(&mut self, conn: ConnId) {
-        if let Some(connection) = self.connections.get_mut(&conn) {
-            if !connection.wake_pending {
+        if let Some(connection) = self.connections.get_mut(&conn)
+            && !connection.wake_pending {
                 connection.wake_pending = true;
                 self.wakeups.push(conn);
             }
-        }
     }
 
     /// Closes a connection from the broker's side: a v5 client gets

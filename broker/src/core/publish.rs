@@ -104,11 +104,10 @@ impl Broker {
         let Some(packet_id) = publish.packet_id else { return };
         let response = PubResponse { packet_id, reason_code: reason, properties: Default::default() };
         if publish.qos == QoS::ExactlyOnce {
-            if !reason.is_error() {
-                if let Some(session) = self.sessions.get_mut(&client) {
+            if !reason.is_error()
+                && let Some(session) = self.sessions.get_mut(&client) {
                     session.awaiting_rel.insert(packet_id.get());
                 }
-            }
             self.send(conn, Packet::PubRec(response));
         } else {
             self.send(conn, Packet::PubAck(response));
@@ -276,11 +275,10 @@ impl Broker {
                 encoded_len(&packet, connection.version).is_ok_and(|len| len <= connection.max_packet_size as usize);
             if !fits {
                 self.counters.dropped_too_large += 1;
-                if let Packet::Publish(p) = &packet {
-                    if p.properties.topic_alias.is_some() && !p.topic.is_empty() {
+                if let Packet::Publish(p) = &packet
+                    && p.properties.topic_alias.is_some() && !p.topic.is_empty() {
                         connection.alias_out.remove(&p.topic);
                     }
-                }
                 continue;
             }
             if let Some(packet_id) = packet_id {

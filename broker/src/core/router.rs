@@ -202,15 +202,12 @@ fn pick(
     if count == 0 {
         return None;
     }
-    if strategy == SharedStrategy::Sticky {
-        if let Some(sticky) = &group.sticky {
-            if available(sticky) {
-                if let Some(member) = group.members.iter().find(|(c, _)| c == sticky) {
+    if strategy == SharedStrategy::Sticky
+        && let Some(sticky) = &group.sticky
+            && available(sticky)
+                && let Some(member) = group.members.iter().find(|(c, _)| c == sticky) {
                     return Some(member.clone());
                 }
-            }
-        }
-    }
     let start = match strategy {
         SharedStrategy::RoundRobin | SharedStrategy::Sticky => group.next % count,
         SharedStrategy::Random => rng.random_range(0..count),

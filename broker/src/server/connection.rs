@@ -24,6 +24,10 @@ const READ_SPARE_MAX: usize = 64 * 1024;
 /// A buffer grown beyond this by a large packet is released once empty.
 const BUFFER_KEEP_MAX: usize = 16 * 1024;
 
+/// A client that accepts no bytes for this long is disconnected: it would
+/// otherwise hold its connection, and the messages for it, for ever.
+const WRITE_STALL_MAX: Duration = Duration::from_secs(60);
+
 /// How a connection ended, for the disconnect log line.
 enum End {
     Closed(Closure),
@@ -72,7 +76,7 @@ pub(super) async fn serve(shared: &Arc<Shared>, conn: ConnId, accepted: Accepted
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(refusal) => {
-            write_packets(&mut writer, version, &[refusal.connack]).await;
+            write_packets(&mut writer, version, &[refusal.connack()]).await;
             return tracing::info!(%peer, client_id = %requested_id, reason = %refusal.reason, "connection refused");
         }
     };
@@ -218,10 +222,11 @@ async fn write_loop(
                 }
             }
             while out.has_remaining() {
-                match writer.write_buf(&mut out).await {
-                    Ok(0) => return End::PeerClosed,
-                    Ok(_) => {}
-                    Err(error) => return End::Io(error),
+                match tokio::time::timeout(WRITE_STALL_MAX, writer.write_buf(&mut out)).await {
+                    Ok(Ok(0)) => return End::PeerClosed,
+                    Ok(Ok(_)) => {}
+                    Ok(Err(error)) => return End::Io(error),
+                    Err(_) => return End::Io(std::io::ErrorKind::TimedOut.into()),
                 }
             }
             if out.capacity() > BUFFER_KEEP_MAX {

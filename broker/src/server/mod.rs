@@ -54,11 +54,10 @@ impl Shared {
         for waker in wakers {
             waker.wake();
         }
-        if let Some(deadline) = deadline {
-            if deadline < self.timer_deadline.load(Ordering::Acquire) {
+        if let Some(deadline) = deadline
+            && deadline < self.timer_deadline.load(Ordering::Acquire) {
                 self.timer_changed.notify_one();
             }
-        }
         result
     }
 }

@@ -39,7 +39,7 @@ impl Harness {
         self.next_conn += 1;
         match self.broker.connect(conn, connect, Arc::new(NoWake), self.now) {
             Ok(_) => (conn, self.take(conn)),
-            Err(refusal) => (conn, vec![refusal.connack]),
+            Err(refusal) => (conn, vec![refusal.connack()]),
         }
     }
 
