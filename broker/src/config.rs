@@ -197,6 +197,13 @@ impl Config {
         if self.mqtt.maximum_qos > 2 {
             return fail(format!("[mqtt] maximum_qos = {} is not a QoS (0, 1 or 2)", self.mqtt.maximum_qos));
         }
+        if self.mqtt.max_client_id_len.get() < 23 {
+            // [MQTT-3.1.3-5]: a server must accept identifiers of 1 to 23 characters.
+            return fail(format!(
+                "[mqtt] max_client_id_len = {} is below the 23 bytes every server must accept",
+                self.mqtt.max_client_id_len
+            ));
+        }
         if self.auth.allow_anonymous.is_none() && !self.listeners.tcp.bind.ip().is_loopback() {
             return fail(format!(
                 "[listeners.tcp] bind = \"{}\" opens a non-loopback address: set [auth] allow_anonymous = true \

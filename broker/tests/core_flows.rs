@@ -533,3 +533,87 @@ fn shutdown_tells_v5_clients_and_closes_everyone() {
     assert!(out_b.packets.is_empty());
     assert!(out_b.close.is_some());
 }
+
+#[test]
+fn shared_qos2_message_in_flight_stays_with_its_persistent_member() {
+    let mut h = Harness::new();
+    let mut member = v5("a");
+    member.clean_start = false;
+    member.properties.session_expiry_interval = Some(600);
+    let (a, _) = h.connect(member.clone());
+    let (b, _) = h.connect(v5("b"));
+    h.send(a, subscribe(1, &[("$share/g/t", QoS::ExactlyOnce)]));
+    h.send(b, subscribe(1, &[("$share/g/t", QoS::ExactlyOnce)]));
+    let (publisher, _) = h.connect(v5("pub"));
+    h.send(publisher, publish("t", "x", QoS::ExactlyOnce, 1));
+    let first = h.take(a);
+    let sent = publishes(&first)[0].packet_id;
+    h.drop_connection(a);
+    assert!(received(&h.take(b)).is_empty(), "[MQTT-4.8.2-5]: not given to another member");
+    let (_, out) = h.connect(member);
+    let again = publishes(&out);
+    assert_eq!(again.len(), 1);
+    assert!(again[0].dup);
+    assert_eq!(again[0].packet_id, sent, "resent with its original packet identifier");
+}
+
+#[test]
+fn v311_client_may_have_more_qos2_messages_awaiting_release_than_receive_maximum() {
+    let mut h = Harness::new();
+    let (a, _) = h.connect(v311("a", true));
+    for id in 1..=40 {
+        let out = h.send(a, publish("t", "x", QoS::ExactlyOnce, id));
+        assert!(matches!(&out[..], [Packet::PubRec(_)]), "message {id}: {out:?}");
+    }
+}
+
+#[test]
+fn v5_client_over_receive_maximum_is_disconnected() {
+    let mut h = Harness::new();
+    let (a, _) = h.connect(v5("a"));
+    for id in 1..=32 {
+        h.send(a, publish("t", "x", QoS::ExactlyOnce, id));
+    }
+    let out = h.send(a, publish("t", "x", QoS::ExactlyOnce, 33));
+    assert_eq!(disconnect_reason(&out), Some(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED));
+}
+
+#[test]
+fn resent_messages_respect_the_new_connections_limits() {
+    let mut h = Harness::new();
+    let mut c = v5("sub");
+    c.clean_start = false;
+    c.properties.session_expiry_interval = Some(600);
+    let (sub, _) = h.connect(c.clone());
+    h.send(sub, subscribe(1, &[("t", QoS::AtLeastOnce)]));
+    let (publisher, _) = h.connect(v5("pub"));
+    h.send(publisher, publish("t", &"x".repeat(200), QoS::AtLeastOnce, 1));
+    h.send(publisher, publish("t", "a", QoS::AtLeastOnce, 2));
+    h.send(publisher, publish("t", "b", QoS::AtLeastOnce, 3));
+    assert_eq!(publishes(&h.take(sub)).len(), 3);
+    h.drop_connection(sub);
+    c.properties.receive_maximum = Some(1);
+    c.properties.maximum_packet_size = Some(100);
+    let (sub, out) = h.connect(c);
+    assert_eq!(received(&out), vec![("t".into(), "a".into())], "the large one is discarded, one in flight");
+    let id = publishes(&out)[0].packet_id.unwrap();
+    let more = h.send(sub, Packet::PubAck(PubResponse::new(id)));
+    assert_eq!(received(&more), vec![("t".into(), "b".into())]);
+    assert!(publishes(&more)[0].dup);
+    assert_eq!(h.broker.counters.dropped_too_large, 1);
+}
+
+#[test]
+fn v311_refusal_without_a_return_code_closes_without_connack() {
+    let config = MqttConfig { maximum_qos: 1, ..Default::default() };
+    let mut h = Harness::with_config(config);
+    let mut c = with_will(v311("a", true), "w", "x", None);
+    if let Some(will) = &mut c.will {
+        will.qos = QoS::ExactlyOnce;
+    }
+    let (_, out) = h.connect(c.clone());
+    assert!(out.is_empty(), "3.1.1 has no return code for an unsupported will QoS: {out:?}");
+    c.protocol = ProtocolVersion::V5;
+    let (_, out) = h.connect(c);
+    assert_eq!(connack(&out).reason_code, ReasonCode::QOS_NOT_SUPPORTED);
+}

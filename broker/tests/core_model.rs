@@ -75,12 +75,13 @@ impl Model {
             }
             Op::Disconnect { client } | Op::Lose { client } => {
                 if let Some(session) = self.sessions.get_mut(&client)
-                    && session.connected {
-                        session.connected = false;
-                        if !session.persistent {
-                            self.sessions.remove(&client);
-                        }
+                    && session.connected
+                {
+                    session.connected = false;
+                    if !session.persistent {
+                        self.sessions.remove(&client);
                     }
+                }
             }
             Op::Subscribe { client, filter, qos } => {
                 if let Some(session) = self.sessions.get_mut(&client).filter(|s| s.connected) {

@@ -95,6 +95,10 @@ impl Decoder {
             return Ok(None);
         }
         let frame = buf.split_to(total).freeze();
+        if self.version.is_some() && first >> 4 == CONNECT {
+            // Not parsed: whatever it says, a second CONNECT is a protocol error.
+            return Err(protocol("MQTT-3.1.0-2", "second CONNECT on a connection"));
+        }
         let packet = decode_packet(self.version, frame)?;
         if let (None, Packet::Connect(connect)) = (self.version, &packet) {
             self.version = Some(connect.protocol);

@@ -7,9 +7,8 @@ use mqtt_codec::{ConnAck, ConnAckProperties, Connect, Disconnect, Packet, Protoc
 use rand::Rng;
 
 use super::message::Message;
-use super::publish::outbound_publish;
 use super::router::ClientId;
-use super::session::{OutState, SESSION_NEVER_EXPIRES, Session};
+use super::session::{SESSION_NEVER_EXPIRES, Session};
 use super::{Broker, Closure, ConnId, Connection, Outbox, Timer, Waker};
 use crate::seam::Millis;
 
@@ -37,9 +36,18 @@ impl Refusal {
         Self { reason }
     }
 
-    /// The CONNACK that reports the refusal.
-    pub fn connack(&self) -> Packet {
-        Packet::ConnAck(ConnAck { session_present: false, reason_code: self.reason, properties: ConnAckProperties::default() })
+    /// The CONNACK that reports the refusal, if the protocol version can say
+    /// why: MQTT 3.1 / 3.1.1 have return codes for few reasons, and for the
+    /// others the connection is closed without a CONNACK ([MQTT-3.2.2-6] 3.1.1).
+    pub fn connack(&self, version: ProtocolVersion) -> Option<Packet> {
+        let expressible = version.is_v5() || matches!(self.reason.0, 0x80 | 0x84..=0x8A);
+        expressible.then(|| {
+            Packet::ConnAck(ConnAck {
+                session_present: false,
+                reason_code: self.reason,
+                properties: ConnAckProperties::default(),
+            })
+        })
     }
 }
 
@@ -76,7 +84,12 @@ impl Broker {
             if !allowed {
                 return Err(Refusal::new(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID));
             }
-            let id: ByteString = format!("{ASSIGNED_ID_PREFIX}{:016x}", self.rng.random::<u64>()).into();
+            let id = loop {
+                let id: ByteString = format!("{ASSIGNED_ID_PREFIX}{:016x}", self.rng.random::<u64>()).into();
+                if !self.sessions.contains_key(&id) {
+                    break id;
+                }
+            };
             assigned = v5.then(|| id.clone());
             id
         } else {
@@ -168,7 +181,7 @@ impl Broker {
         let connack = ConnAck { session_present, reason_code: ReasonCode::SUCCESS, properties };
         self.send(conn, Packet::ConnAck(connack));
         if resumed {
-            self.resend_inflight(conn, &client_id, now);
+            self.resend_inflight(&client_id);
         }
         self.pump(&client_id, now);
         Ok(ConnectOutcome { client_id, version, keep_alive, session_present: resumed })
@@ -202,24 +215,11 @@ impl Broker {
         }
     }
 
-    /// Resends every unacknowledged message of a resumed session, in order:
-    /// PUBLISH with DUP, or PUBREL ([MQTT-4.4.0-1]).
-    fn resend_inflight(&mut self, conn: ConnId, client: &ClientId, now: Millis) {
-        let Some(session) = self.sessions.get(client) else { return };
-        let packets: Vec<Packet> = session
-            .inflight
-            .iter()
-            .map(|f| match f.state {
-                OutState::Published => {
-                    let mut publish = outbound_publish(&f.delivery, Some(f.packet_id), now);
-                    publish.dup = true;
-                    Packet::Publish(publish)
-                }
-                OutState::Released => Packet::PubRel(mqtt_codec::PubResponse::new(f.packet_id)),
-            })
-            .collect();
-        for packet in packets {
-            self.send(conn, packet);
+    /// Marks every unacknowledged message of a resumed session for resending;
+    /// `pump` resends them first, in order, within the new connection's limits.
+    fn resend_inflight(&mut self, client: &ClientId) {
+        if let Some(session) = self.sessions.get_mut(client) {
+            session.inflight.iter_mut().for_each(|f| f.resend = true);
         }
     }
 
@@ -264,7 +264,7 @@ impl Broker {
         let epoch = session.epoch;
         let expiry = session.expiry_secs;
         let will = session.will.take();
-        let shared = session.take_shared_deliveries();
+        let shared = session.take_shared_deliveries(false);
         self.redeliver_shared(&client, shared, now);
 
         if let Some((will, delay)) = will.filter(|_| publish_will) {
@@ -310,7 +310,7 @@ impl Broker {
         for filter in session.subscriptions.keys() {
             self.router.unsubscribe(client, filter);
         }
-        let shared = session.take_shared_deliveries();
+        let shared = session.take_shared_deliveries(true);
         self.redeliver_shared(client, shared, now);
         if let Some((will, _)) = session.will.take() {
             self.publish_will(client, &will, now);

@@ -209,9 +209,10 @@ impl Broker {
     /// the will unless the client disconnected normally, and forgets the connection.
     pub fn connection_lost(&mut self, conn: ConnId, now: Millis) {
         if let Some(connection) = self.connections.get(&conn)
-            && connection.closing.is_none() {
-                self.detach(conn, true, now);
-            }
+            && connection.closing.is_none()
+        {
+            self.detach(conn, true, now);
+        }
         self.connections.remove(&conn);
     }
 
@@ -305,18 +306,20 @@ impl Broker {
 
     fn send(&mut self, conn: ConnId, packet: Packet) {
         if let Some(connection) = self.connections.get_mut(&conn)
-            && connection.closing.is_none() {
-                connection.outbox.packets.push(packet);
-                self.wake(conn);
-            }
+            && connection.closing.is_none()
+        {
+            connection.outbox.packets.push(packet);
+            self.wake(conn);
+        }
     }
 
     fn wake(&mut self, conn: ConnId) {
         if let Some(connection) = self.connections.get_mut(&conn)
-            && !connection.wake_pending {
-                connection.wake_pending = true;
-                self.wakeups.push(conn);
-            }
+            && !connection.wake_pending
+        {
+            connection.wake_pending = true;
+            self.wakeups.push(conn);
+        }
     }
 
     /// Closes a connection from the broker's side: a v5 client gets

@@ -9,7 +9,7 @@ use mqtt_codec::{Packet, PubResponse, Publish, QoS, ReasonCode, encoded_len};
 use super::message::{Delivery, Message};
 use super::router::{ClientId, Matched};
 use super::session::{Inflight, OutState, Overflow};
-use super::{Broker, ConnId, OUTBOX_PUBLISHES_MAX};
+use super::{Broker, ConnId, Connection, OUTBOX_PUBLISHES_MAX};
 use crate::seam::Millis;
 
 impl Broker {
@@ -59,7 +59,8 @@ impl Broker {
                 // A resent QoS 2 PUBLISH: acknowledge again, deliver once ([MQTT-4.3.3-?] method B).
                 return self.send(conn, Packet::PubRec(PubResponse::new(id)));
             }
-            if session.awaiting_rel.len() >= usize::from(self.config.receive_maximum.get()) {
+            // Receive Maximum exists in MQTT 5 only; a 3.1.1 client is bounded by its 65,535 packet ids.
+            if v5 && session.awaiting_rel.len() >= usize::from(self.config.receive_maximum.get()) {
                 return self.protocol_error(
                     conn,
                     ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
@@ -105,9 +106,10 @@ impl Broker {
         let response = PubResponse { packet_id, reason_code: reason, properties: Default::default() };
         if publish.qos == QoS::ExactlyOnce {
             if !reason.is_error()
-                && let Some(session) = self.sessions.get_mut(&client) {
-                    session.awaiting_rel.insert(packet_id.get());
-                }
+                && let Some(session) = self.sessions.get_mut(&client)
+            {
+                session.awaiting_rel.insert(packet_id.get());
+            }
             self.send(conn, Packet::PubRec(response));
         } else {
             self.send(conn, Packet::PubAck(response));
@@ -234,6 +236,39 @@ impl Broker {
             return;
         }
         let mut sent = false;
+        // First what was in flight before a reconnect, in order, with DUP set.
+        let mut on_wire = session.inflight.iter().filter(|f| !f.resend).count();
+        let mut index = 0;
+        while index < session.inflight.len() && connection.outbox_publishes < OUTBOX_PUBLISHES_MAX {
+            let entry = &mut session.inflight[index];
+            if !entry.resend {
+                index += 1;
+                continue;
+            }
+            let packet = match entry.state {
+                OutState::Released => Packet::PubRel(PubResponse::new(entry.packet_id)),
+                OutState::Published => {
+                    if on_wire >= connection.send_window {
+                        break;
+                    }
+                    let mut publish = outbound_publish(&entry.delivery, Some(entry.packet_id), now);
+                    publish.dup = true;
+                    Packet::Publish(publish)
+                }
+            };
+            if !fits(&packet, connection) {
+                // Too large for the new connection: discarded as if delivered ([MQTT-3.1.2-25]).
+                session.inflight.remove(index);
+                self.counters.dropped_too_large += 1;
+                continue;
+            }
+            entry.resend = false;
+            on_wire += 1;
+            connection.outbox.packets.push(packet);
+            connection.outbox_publishes += 1;
+            sent = true;
+            index += 1;
+        }
         while let Some(front) = session.queue.front() {
             if front.message.is_expired(now) {
                 session.queue.pop_front();
@@ -271,18 +306,18 @@ impl Broker {
             }
             let packet = Packet::Publish(publish);
             // A message larger than the client accepts is not sent ([MQTT-3.1.2-25]).
-            let fits =
-                encoded_len(&packet, connection.version).is_ok_and(|len| len <= connection.max_packet_size as usize);
-            if !fits {
+            if !fits(&packet, connection) {
                 self.counters.dropped_too_large += 1;
                 if let Packet::Publish(p) = &packet
-                    && p.properties.topic_alias.is_some() && !p.topic.is_empty() {
-                        connection.alias_out.remove(&p.topic);
-                    }
+                    && p.properties.topic_alias.is_some()
+                    && !p.topic.is_empty()
+                {
+                    connection.alias_out.remove(&p.topic);
+                }
                 continue;
             }
             if let Some(packet_id) = packet_id {
-                session.inflight.push_back(Inflight { packet_id, delivery, state: OutState::Published });
+                session.inflight.push_back(Inflight { packet_id, delivery, state: OutState::Published, resend: false });
             } else {
                 self.counters.messages_delivered += 1;
             }
@@ -320,8 +355,13 @@ impl Broker {
     }
 }
 
+/// Whether a packet is within the client's Maximum Packet Size.
+fn fits(packet: &Packet, connection: &Connection) -> bool {
+    encoded_len(packet, connection.version).is_ok_and(|len| len <= connection.max_packet_size as usize)
+}
+
 /// The PUBLISH a delivery becomes (before topic alias).
-pub(super) fn outbound_publish(delivery: &Delivery, packet_id: Option<mqtt_codec::PacketId>, now: Millis) -> Publish {
+fn outbound_publish(delivery: &Delivery, packet_id: Option<mqtt_codec::PacketId>, now: Millis) -> Publish {
     let message = &delivery.message;
     let mut properties = message.properties.clone();
     properties.message_expiry_interval = message.remaining_expiry_secs(now);

@@ -204,10 +204,11 @@ fn pick(
     }
     if strategy == SharedStrategy::Sticky
         && let Some(sticky) = &group.sticky
-            && available(sticky)
-                && let Some(member) = group.members.iter().find(|(c, _)| c == sticky) {
-                    return Some(member.clone());
-                }
+        && available(sticky)
+        && let Some(member) = group.members.iter().find(|(c, _)| c == sticky)
+    {
+        return Some(member.clone());
+    }
     let start = match strategy {
         SharedStrategy::RoundRobin | SharedStrategy::Sticky => group.next % count,
         SharedStrategy::Random => rng.random_range(0..count),

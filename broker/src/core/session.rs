@@ -29,6 +29,9 @@ pub struct Inflight {
     pub packet_id: PacketId,
     pub delivery: Delivery,
     pub state: OutState,
+    /// Sent on an earlier connection and not yet again on this one
+    /// ([MQTT-4.4.0-1]: resent, in order, with the original packet identifier).
+    pub resend: bool,
 }
 
 /// What the queue did with a delivery that did not fit.
@@ -120,18 +123,22 @@ impl Session {
         }
     }
 
-    /// The shared-subscription deliveries this session holds but has not
-    /// completed, removed from it, for another member to take over.
-    pub fn take_shared_deliveries(&mut self) -> Vec<Delivery> {
+    /// Shared-subscription deliveries another member should take over,
+    /// removed from this session: those still queued (never sent) and, when
+    /// the session is ending, QoS 1 messages sent but not acknowledged. A QoS 2
+    /// message once sent stays with its session and dies with it
+    /// ([MQTT-4.8.2-4], [MQTT-4.8.2-5]).
+    pub fn take_shared_deliveries(&mut self, ending: bool) -> Vec<Delivery> {
         let mut taken = Vec::new();
-        self.inflight.retain(|f| {
-            // A QoS 2 message already PUBREC'd was received by the client: keep it.
-            let movable = f.delivery.shared.is_some() && f.state == OutState::Published;
-            if movable {
-                taken.push(f.delivery.clone());
-            }
-            !movable
-        });
+        if ending {
+            self.inflight.retain(|f| {
+                let movable = f.delivery.shared.is_some() && f.delivery.qos == QoS::AtLeastOnce;
+                if movable {
+                    taken.push(f.delivery.clone());
+                }
+                !movable
+            });
+        }
         let (shared, own): (VecDeque<Delivery>, VecDeque<Delivery>) =
             self.queue.drain(..).partition(|d| d.shared.is_some());
         self.queue = own;
@@ -184,6 +191,7 @@ mod tests {
             packet_id: NonZeroU16::MIN,
             delivery: delivery(QoS::AtLeastOnce),
             state: OutState::Published,
+            resend: false,
         });
         assert_eq!(session.allocate_packet_id().map(|p| p.get()), Some(2));
     }

@@ -87,10 +87,9 @@ fn remove_filter(node: &mut FilterNode, levels: &[&str]) -> bool {
 fn walk<'a>(node: &'a FilterNode, levels: &[&str], depth: usize, dollar: bool, found: &mut impl FnMut(&'a ByteString)) {
     // [MQTT-4.7.2-1]: a wildcard in the first level does not match a `$` topic.
     let wildcard_allowed = !(depth == 0 && dollar);
-    if wildcard_allowed
-        && let Some(filter) = &node.hash {
-            found(filter);
-        }
+    if wildcard_allowed && let Some(filter) = &node.hash {
+        found(filter);
+    }
     let Some((level, rest)) = levels.split_first() else {
         if let Some(filter) = &node.exact {
             found(filter);
@@ -100,10 +99,9 @@ fn walk<'a>(node: &'a FilterNode, levels: &[&str], depth: usize, dollar: bool, f
     if let Some(child) = node.children.get(*level) {
         walk(child, rest, depth + 1, dollar, found);
     }
-    if wildcard_allowed
-        && let Some(child) = &node.plus {
-            walk(child, rest, depth + 1, dollar, found);
-        }
+    if wildcard_allowed && let Some(child) = &node.plus {
+        walk(child, rest, depth + 1, dollar, found);
+    }
 }
 
 /// Retained topics, matched against a filter.
@@ -199,10 +197,9 @@ fn match_filter<'a, V>(node: &'a TopicNode<V>, levels: &[&str], root: bool, foun
     match *level {
         "#" => {
             // `a/#` matches `a` itself too.
-            if !root
-                && let Some(value) = &node.value {
-                    found(value);
-                }
+            if !root && let Some(value) = &node.value {
+                found(value);
+            }
             for (name, child) in &node.children {
                 if !(root && name.starts_with('$')) {
                     every_value(child, found);

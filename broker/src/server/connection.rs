@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 
 use super::{NotifyWaker, Shared};
 use crate::auth::Credentials;
-use crate::core::{Closure, ConnId, Outbox};
+use crate::core::{Closure, ConnId, Outbox, Refusal};
 use crate::seam::{Accepted, Stream};
 
 /// Free space ensured before a socket read, smallest and largest. An idle
@@ -47,8 +47,8 @@ pub(super) async fn serve(shared: &Arc<Shared>, conn: ConnId, accepted: Accepted
         Err(_) => return tracing::debug!(%peer, "no CONNECT before the deadline"),
         Ok(Err(ReadError::Io(error))) => return tracing::debug!(%peer, %error, "read failed before CONNECT"),
         Ok(Err(ReadError::Eof)) => return,
-        Ok(Err(ReadError::Decode(error))) => {
-            refuse_bad_connect(&mut writer, &buf, &error).await;
+        Ok(Err(ReadError::Decode(error, level))) => {
+            refuse_bad_connect(&mut writer, level, &error).await;
             return tracing::info!(%peer, %error, "connection refused: bad CONNECT");
         }
         Ok(Ok(Packet::Connect(connect))) => connect,
@@ -59,13 +59,12 @@ pub(super) async fn serve(shared: &Arc<Shared>, conn: ConnId, accepted: Accepted
     let version = connect.protocol;
 
     if let Err(reason) = shared.authenticator.authenticate(Credentials { connect: &connect, peer }).await {
-        let connack = Packet::ConnAck(ConnAck { reason_code: reason, ..ConnAck::default() });
-        write_packets(&mut writer, version, &[connack]).await;
+        write_packets(&mut writer, version, Refusal::new(reason).connack(version).as_slice()).await;
         return tracing::info!(%peer, client_id = %connect.client_id, %reason, "connection refused: authentication");
     }
     if *shared.shutting_down.borrow() {
-        let connack = Packet::ConnAck(ConnAck { reason_code: ReasonCode::SERVER_UNAVAILABLE, ..ConnAck::default() });
-        write_packets(&mut writer, version, &[connack]).await;
+        let refusal = Refusal::new(ReasonCode::SERVER_UNAVAILABLE);
+        write_packets(&mut writer, version, refusal.connack(version).as_slice()).await;
         return;
     }
 
@@ -76,7 +75,7 @@ pub(super) async fn serve(shared: &Arc<Shared>, conn: ConnId, accepted: Accepted
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(refusal) => {
-            write_packets(&mut writer, version, &[refusal.connack()]).await;
+            write_packets(&mut writer, version, refusal.connack(version).as_slice()).await;
             return tracing::info!(%peer, client_id = %requested_id, reason = %refusal.reason, "connection refused");
         }
     };
@@ -113,7 +112,8 @@ pub(super) async fn serve(shared: &Arc<Shared>, conn: ConnId, accepted: Accepted
 enum ReadError {
     Eof,
     Io(std::io::Error),
-    Decode(DecodeError),
+    /// With the protocol level the CONNECT announced, if it got that far.
+    Decode(DecodeError, Option<u8>),
 }
 
 async fn read_packet(
@@ -122,7 +122,9 @@ async fn read_packet(
     decoder: &mut Decoder,
 ) -> Result<Packet, ReadError> {
     loop {
-        if let Some(packet) = decoder.decode(buf).map_err(ReadError::Decode)? {
+        // Read the level before the decoder consumes the frame: it decides how to refuse.
+        let level = sniff_connect_level(buf);
+        if let Some(packet) = decoder.decode(buf).map_err(|e| ReadError::Decode(e, level))? {
             return Ok(packet);
         }
         buf.reserve(READ_SPARE_MIN);
@@ -255,13 +257,13 @@ async fn write_packets(writer: &mut WriteHalf<Box<dyn Stream>>, version: Protoco
 /// Answers a CONNECT that failed to decode: CONNACK 0x84 (return code 1) for
 /// an unknown protocol level; for MQTT 5 a CONNACK with the error's reason;
 /// otherwise just close ([MQTT-3.1.4-1], [MQTT-3.2.2-?]).
-async fn refuse_bad_connect(writer: &mut WriteHalf<Box<dyn Stream>>, buf: &[u8], error: &DecodeError) {
+async fn refuse_bad_connect(writer: &mut WriteHalf<Box<dyn Stream>>, level: Option<u8>, error: &DecodeError) {
     let (version, reason) = match error {
         // The 3.1.1 layout: a client of any version can read return code 1.
         DecodeError::UnsupportedProtocolVersion { .. } => {
             (ProtocolVersion::V3_1_1, ReasonCode::UNSUPPORTED_PROTOCOL_VERSION)
         }
-        _ if sniff_connect_level(buf) == Some(5) => (ProtocolVersion::V5, error.reason_code()),
+        _ if level == Some(5) => (ProtocolVersion::V5, error.reason_code()),
         _ => return,
     };
     let connack = Packet::ConnAck(ConnAck { reason_code: reason, ..ConnAck::default() });

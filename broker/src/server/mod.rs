@@ -55,9 +55,10 @@ impl Shared {
             waker.wake();
         }
         if let Some(deadline) = deadline
-            && deadline < self.timer_deadline.load(Ordering::Acquire) {
-                self.timer_changed.notify_one();
-            }
+            && deadline < self.timer_deadline.load(Ordering::Acquire)
+        {
+            self.timer_changed.notify_one();
+        }
         result
     }
 }

@@ -37,9 +37,10 @@ impl Harness {
     pub fn connect(&mut self, connect: Connect) -> (ConnId, Vec<Packet>) {
         let conn = self.next_conn;
         self.next_conn += 1;
+        let version = connect.protocol;
         match self.broker.connect(conn, connect, Arc::new(NoWake), self.now) {
             Ok(_) => (conn, self.take(conn)),
-            Err(refusal) => (conn, vec![refusal.connack()]),
+            Err(refusal) => (conn, refusal.connack(version).into_iter().collect()),
         }
     }
 

@@ -20,7 +20,9 @@ pub(super) fn decode(flags: u8, mut r: Reader) -> Result<Connect, DecodeError> {
     };
     let expected = if protocol_version == ProtocolVersion::V3_1 { "MQIsdp" } else { "MQTT" };
     if name != expected {
-        return Err(protocol("MQTT-3.1.2-1", "protocol name does not match the protocol level"));
+        // "MQTT" at level 3 (or "MQIsdp" at 4 or 5) names a protocol level this
+        // server does not speak under that name: refuse it as such ([MQTT-3.1.2-2]).
+        return Err(DecodeError::UnsupportedProtocolVersion { level: protocol_version.level() });
     }
     let v5 = protocol_version.is_v5();
     r.set_v5(v5);

@@ -27,9 +27,13 @@ fn outcome_packet(version: Option<ProtocolVersion>, input: &[u8]) -> Packet {
 #[test]
 fn wrong_protocol_name_is_a_protocol_error() {
     check(V4, &connect_body("MQTX", 4, 0).str("c").frame(0x10), Protocol("MQTT-3.1.2-1"));
-    check(V4, &connect_body("MQTT", 3, 0).str("c").frame(0x10), Protocol("MQTT-3.1.2-1"));
-    check(V4, &connect_body("MQIsdp", 4, 0).str("c").frame(0x10), Protocol("MQTT-3.1.2-1"));
-    check(V4, &connect_body("MQIsdp", 5, 0).str("c").frame(0x10), Protocol("MQTT-3.1.2-1"));
+}
+
+#[test]
+fn known_name_with_the_other_names_level_is_unsupported() {
+    check(V4, &connect_body("MQTT", 3, 0).str("c").frame(0x10), Outcome::Unsupported(3));
+    check(V4, &connect_body("MQIsdp", 4, 0).str("c").frame(0x10), Outcome::Unsupported(4));
+    check(V4, &connect_body("MQIsdp", 5, 0).str("c").frame(0x10), Outcome::Unsupported(5));
 }
 
 #[test]

@@ -31,6 +31,16 @@ fn server_decoder_learns_version_from_connect() {
 }
 
 #[test]
+fn second_connect_is_a_protocol_error_whatever_its_level() {
+    let mut d = Decoder::new(MAX);
+    let mut buf = BytesMut::from(&connect_body("MQTT", 5, 0x02).str("c").frame(0x10)[..]);
+    buf.extend_from_slice(&connect_body("MQTT", 6, 0x02).str("c").frame(0x10));
+    assert!(matches!(d.decode(&mut buf).unwrap(), Some(Packet::Connect(_))));
+    let err = d.decode(&mut buf).unwrap_err();
+    assert_eq!(outcome(Err(err)), Protocol("MQTT-3.1.0-2"));
+}
+
+#[test]
 fn decoder_waits_for_whole_packet() {
     let input = B::new().str("topic").raw(b"payload").frame(0x30);
     let mut d = Decoder::with_version(V4, MAX);
