@@ -488,12 +488,15 @@ fn unsuback_says_which_subscriptions_existed() {
         a,
         Packet::Unsubscribe(mqtt_codec::Unsubscribe {
             packet_id: pid(2),
-            filters: vec!["t".into(), "u".into()],
+            filters: vec!["t".into(), "u".into(), "a/#/b".into()],
             user_properties: vec![],
         }),
     );
     let Packet::UnsubAck(ack) = &out[0] else { panic!("{out:?}") };
-    assert_eq!(ack.reason_codes, [ReasonCode::SUCCESS, ReasonCode::NO_SUBSCRIPTION_EXISTED]);
+    assert_eq!(
+        ack.reason_codes,
+        [ReasonCode::SUCCESS, ReasonCode::NO_SUBSCRIPTION_EXISTED, ReasonCode::TOPIC_FILTER_INVALID]
+    );
 }
 
 #[test]

@@ -109,7 +109,9 @@ impl Broker {
             .filters
             .iter()
             .map(|filter| {
-                if session.subscriptions.remove(filter).is_some() {
+                if validate_topic_filter(filter).is_err() {
+                    ReasonCode::TOPIC_FILTER_INVALID
+                } else if session.subscriptions.remove(filter).is_some() {
                     self.router.unsubscribe(&client, filter);
                     ReasonCode::SUCCESS
                 } else {
