@@ -7,7 +7,7 @@ use std::num::NonZeroU16;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::error::{DecodeError, Violation};
+use crate::error::DecodeError;
 use crate::packet::{
     Auth, ConnAck, Disconnect, Packet, PacketId, ProtocolVersion, PubResponse, Publish, QoS, RetainHandling, SubAck,
     Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe,
@@ -164,11 +164,6 @@ fn not_connect() -> DecodeError {
     protocol("MQTT-3.1.0-1", "first packet is not CONNECT")
 }
 
-/// Topic validation results keep their own reason (malformed or protocol).
-fn from_violation(v: Violation) -> DecodeError {
-    if v.reason == ReasonCode::MALFORMED_PACKET { DecodeError::Malformed(v) } else { DecodeError::Protocol(v) }
-}
-
 fn check_flags(flags: u8, expected: u8, v5: bool) -> Result<(), DecodeError> {
     if flags == expected {
         Ok(())
@@ -269,7 +264,7 @@ fn subscribe(r: &mut Reader) -> Result<Subscribe, DecodeError> {
     let mut filters = Vec::new();
     while !r.is_empty() {
         let filter = r.string()?;
-        topic::validate_topic_filter(&filter).map_err(from_violation)?;
+        check_filter_not_empty(&filter)?;
         let options = subscription_options(r.u8()?, &filter, v5)?;
         filters.push((filter, options));
     }
@@ -278,6 +273,17 @@ fn subscribe(r: &mut Reader) -> Result<Subscribe, DecodeError> {
         return Err(protocol(statement, "SUBSCRIBE without topic filters"));
     }
     Ok(Subscribe { packet_id, filters, properties })
+}
+
+/// An empty filter makes the packet unacceptable ([MQTT-4.7.3-1]). Wildcard
+/// placement and `$share` syntax are the receiver's to judge per filter: a
+/// server answers them in SUBACK / UNSUBACK (0x8F) without dropping the
+/// connection (`topic::validate_topic_filter`).
+fn check_filter_not_empty(filter: &str) -> Result<(), DecodeError> {
+    if filter.is_empty() {
+        return Err(protocol("MQTT-4.7.3-1", "empty topic filter"));
+    }
+    Ok(())
 }
 
 fn subscription_options(byte: u8, filter: &str, v5: bool) -> Result<SubscriptionOptions, DecodeError> {
@@ -329,7 +335,7 @@ fn unsubscribe(r: &mut Reader) -> Result<Unsubscribe, DecodeError> {
     let mut filters = Vec::new();
     while !r.is_empty() {
         let filter = r.string()?;
-        topic::validate_topic_filter(&filter).map_err(from_violation)?;
+        check_filter_not_empty(&filter)?;
         filters.push(filter);
     }
     if filters.is_empty() {

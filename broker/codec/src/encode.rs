@@ -246,7 +246,9 @@ fn disconnect<S: Sink>(p: &Disconnect, v5: bool, s: &mut S) -> Result<(), Encode
         return Ok(());
     }
     s.put_u8(p.reason_code.0);
-    if no_properties { Ok(()) } else { properties::put(s, &p.properties) }
+    // The property length is written even when zero: remaining length 1 is
+    // valid, but common clients (rumqttc 0.24) fail to parse it and lose the reason.
+    properties::put(s, &p.properties)
 }
 
 fn auth<S: Sink>(p: &Auth, v5: bool, s: &mut S) -> Result<(), EncodeError> {

@@ -137,7 +137,10 @@ async fn read_packet(
 }
 
 /// Reads and hands packets to the core until the peer closes, an error
-/// occurs or keep alive expires ([MQTT-3.1.2-24]: 1.5 times the interval).
+/// occurs or keep alive expires: no whole control packet for 1.5 times the
+/// interval ([MQTT-3.1.2-24] 3.1.1, [MQTT-3.1.2-22] 5.0). Bytes that do not
+/// complete a packet do not count, so a client cannot trickle a packet to
+/// hold its connection for ever.
 async fn read_loop(
     shared: &Arc<Shared>,
     conn: ConnId,
@@ -148,6 +151,9 @@ async fn read_loop(
 ) -> End {
     let mut packets = Vec::new();
     let mut read_spare = READ_SPARE_MIN;
+    let keep_alive_ms = u64::try_from(keep_alive.as_millis()).unwrap_or(u64::MAX);
+    let clock = shared.runtime.clock;
+    let mut deadline = clock.now().saturating_add(keep_alive_ms);
     loop {
         loop {
             match decoder.decode(buf) {
@@ -171,7 +177,11 @@ async fn read_loop(
         }
         if !packets.is_empty() {
             let batch = std::mem::take(&mut packets);
-            shared.with_broker(|broker, now| batch.into_iter().for_each(|p| broker.handle_packet(conn, p, now)));
+            let now = shared.with_broker(|broker, now| {
+                batch.into_iter().for_each(|p| broker.handle_packet(conn, p, now));
+                now
+            });
+            deadline = now.saturating_add(keep_alive_ms);
         }
         if buf.is_empty() && buf.capacity() > BUFFER_KEEP_MAX {
             *buf = BytesMut::new();
@@ -182,7 +192,7 @@ async fn read_loop(
         let result = if keep_alive.is_zero() {
             read.await
         } else {
-            match tokio::time::timeout(keep_alive, read).await {
+            match tokio::time::timeout_at(clock.instant(deadline), read).await {
                 Ok(result) => result,
                 Err(_) => {
                     shared.with_broker(|broker, now| {

@@ -137,9 +137,9 @@ fn v4_pub_response_drops_reason_and_properties() {
 }
 
 #[test]
-fn v5_disconnect_uses_shortest_form() {
+fn v5_disconnect_omits_reason_when_normal_and_keeps_property_length_otherwise() {
     check(Packet::Disconnect(Disconnect::default()), V5, &[0xE0, 0x00]);
-    check(Packet::Disconnect(Disconnect::new(ReasonCode::SERVER_SHUTTING_DOWN)), V5, &[0xE0, 0x01, 0x8B]);
+    check(Packet::Disconnect(Disconnect::new(ReasonCode::SERVER_SHUTTING_DOWN)), V5, &[0xE0, 0x02, 0x8B, 0x00]);
     let mut d = Disconnect::default();
     d.properties.session_expiry_interval = Some(0);
     check(Packet::Disconnect(d), V5, &[0xE0, 0x07, 0x00, 0x05, 0x11, 0x00, 0x00, 0x00, 0x00]);
