@@ -13,6 +13,15 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
 fi
 
+if ! python3 -c 'import paho.mqtt.client' >/dev/null 2>&1; then
+  echo "==> installing paho-mqtt (Python)"
+  python3 -m pip install -q paho-mqtt
+fi
+if [ ! -d broker/tests/interop/node_modules/mqtt ]; then
+  echo "==> installing MQTT.js (npm ci)"
+  (cd broker/tests/interop && npm ci --no-audit --no-fund --silent)
+fi
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 
