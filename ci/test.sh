@@ -28,8 +28,15 @@ cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 echo "==> cargo test"
-cargo test --workspace --all-targets 2>&1 | tee /tmp/broker-test-$$.log
-# The summary line for CI readers: totals over every test binary.
-awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "%d passed, %d failed, %d skipped\n", p, f, i }' /tmp/broker-test-$$.log
-rm -f /tmp/broker-test-$$.log
+cargo test --workspace --all-targets 2>&1 | tee "$log"
+
+echo "==> conformance suite against this broker"
+ci/conformance-self.sh | tee -a "$log"
+
+# The summary line for CI readers: totals over every test binary and the suite.
+awk '/^test result:/ { p += $4; f += $6; i += $8 }
+     /^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$/ { p += $1; f += $3; i += $5 }
+     END { printf "%d passed, %d failed, %d skipped\n", p, f, i }' "$log"

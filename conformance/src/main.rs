@@ -49,6 +49,9 @@ struct Args {
     /// Print the catalogue's coverage and exit.
     #[arg(long)]
     catalogue: bool,
+    /// Print every case (version, name, statements) and exit.
+    #[arg(long)]
+    list_cases: bool,
 }
 
 fn main() -> ExitCode {
@@ -62,6 +65,12 @@ fn main() -> ExitCode {
                 version.name(),
                 100.0 * tested as f64 / observable.max(1) as f64
             );
+        }
+        return ExitCode::SUCCESS;
+    }
+    if args.list_cases {
+        for case in conformance::cases::all() {
+            println!("{}\t{}\t{}", case.version.name(), case.name, case.statements.join(","));
         }
         return ExitCode::SUCCESS;
     }
