@@ -273,6 +273,8 @@ async fn refuse_bad_connect(writer: &mut WriteHalf<Box<dyn Stream>>, level: Opti
         DecodeError::UnsupportedProtocolVersion { .. } => {
             (ProtocolVersion::V3_1_1, ReasonCode::UNSUPPORTED_PROTOCOL_VERSION)
         }
+        // A wrong protocol name: the client may not speak MQTT at all; close ([MQTT-3.1.2-1]).
+        _ if error.statement() == Some("MQTT-3.1.2-1") => return,
         _ if level == Some(5) => (ProtocolVersion::V5, error.reason_code()),
         _ => return,
     };
