@@ -1160,6 +1160,10 @@ async fn retained_replaced_by_qos0(ctx: Ctx) -> CaseResult {
     let (mut p, _) = ctx.connect("pub").await?;
     publish(&mut p, &topic, b"old", 1, true, 1, Props::new()).await?;
     publish(&mut p, &topic, b"new", 0, true, 0, Props::new()).await?;
+    // QoS 0 has no acknowledgement: a PINGRESP shows the server has read the PUBLISH
+    // (packets of one connection are handled in order) before the other client subscribes.
+    p.send(&packets::pingreq()).await?;
+    p.expect(kind::PINGRESP).await?;
     let (mut s, _) = ctx.connect("sub").await?;
     let (_, mut got) = subscribe_opts(&mut s, 1, &topic, 1).await?;
     got.extend(receive_quiet(&mut s, 0).await?);

@@ -1,0 +1,584 @@
+#!/usr/bin/env bash
+# Peer comparison: runs the conformance suite against this broker and the peer
+# brokers (Mosquitto, rumqttd, RMQTT, mqtt-lib's mqttv5), each started here on
+# loopback only with its most permissive configuration, and writes
+#   reports/conformance/<broker>.json   the suite's RunReport per broker
+#   reports/conformance.md              totals, statement matrix, failures
+#
+# Usage: ci/conformance-report.sh [--skip-install] [--only NAME[,NAME...]]
+#   NAME: broker mosquitto rumqttd rmqtt mqtt-lib. The outputs always describe
+#   one run: --only replaces them with a report of those brokers alone.
+# Environment:
+#   CONFORMANCE_RUN_TIMEOUT  seconds one suite run (one broker, one protocol
+#                            version) may take before it is killed (default 150)
+#   CONFORMANCE_BUDGET       seconds for all the suite runs: a run that timed
+#                            out is retried only while this is not spent (default 480)
+#   CONFORMANCE_CASE_TIMEOUT seconds one case may take (the suite's --case-timeout, default 30)
+#   CONFORMANCE_JOBS         cases run at once (default 8)
+#   CONFORMANCE_KEEP_WORK=1  keep the work folder (configs, broker logs, raw JSON)
+#   CONFORMANCE_SUITE        the suite binary to run (default target/release/conformance)
+#
+# Each broker is run once per protocol version, so that a hang or a crash in
+# one version does not cost the other's results. A run that overruns its time
+# is killed and, while the time budget lasts, run once more with 32 cases at
+# once and 10 s per case; if that overruns too (or no time is left), its cases
+# are reported as failed with that reason. After each run the broker must
+# still answer a CONNECT: one that died or stopped answering (a panicked
+# thread, a deadlock) is restarted, and the cases that failed in that run are
+# run again one at a time (restarting the broker whenever it is down, while
+# the budget lasts) to find the case that breaks it. Every broker started here
+# is stopped on exit.
+set -uo pipefail
+# The whole script is one brace group: bash parses it before running it, so
+# editing this file while a report runs cannot derail that run.
+{
+cd "$(dirname "$0")/.." || exit 1
+root=$PWD
+command_line="ci/conformance-report.sh${*:+ $*}"
+run_timeout=${CONFORMANCE_RUN_TIMEOUT:-150}
+budget=${CONFORMANCE_BUDGET:-480}
+case_timeout=${CONFORMANCE_CASE_TIMEOUT:-30}
+jobs=${CONFORMANCE_JOBS:-8}
+max_reruns=300
+rerun_batch=8
+retry_jobs=32
+retry_case_timeout=10
+
+skip_install=0
+only=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --skip-install) skip_install=1 ;;
+    --only) only=",$2,"; shift ;;
+    -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d' | cut -c3-; exit 0 ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+wanted() { [ -z "$only" ] || [[ "$only" == *",$1,"* ]]; }
+
+started_at=$SECONDS
+peers=$root/.peers
+work=$(mktemp -d /tmp/conformance-report.XXXXXX)
+declare -A pid_of=()      # broker -> pid of the running process
+
+stop_pid() { # stop_pid PID: SIGTERM, then SIGKILL after 5 s
+  local pid=${1:-}
+  # Only a real child pid: never 0 or empty (kill 0 would hit our own group).
+  [[ "$pid" =~ ^[1-9][0-9]*$ ]] || return 0
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null
+  for _ in $(seq 50); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null
+  return 0
+}
+cleanup() {
+  for name in "${!pid_of[@]}"; do
+    stop_pid "${pid_of[$name]}"
+  done
+  if [ "${CONFORMANCE_KEEP_WORK:-0}" = 1 ]; then
+    echo "work folder kept: $work"
+  else
+    rm -rf "$work"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [ $skip_install -eq 0 ]; then
+  echo "==> ci/install-peers.sh"
+  ci/install-peers.sh
+fi
+
+echo "==> cargo build --release -p broker -p conformance"
+if ! cargo build --release -q -p broker -p conformance; then
+  echo "error: the build failed" >&2
+  exit 1
+fi
+suite=${CONFORMANCE_SUITE:-$root/target/release/conformance}
+"$suite" --list-cases > "$work/cases.tsv"
+echo "    $(wc -l < "$work/cases.tsv") cases"
+
+# ---- ports: distinct free ports in 18900-18999 --------------------------------
+declare -A taken=()
+next_port=18900
+free_port() { # sets $port to a free loopback port of the range
+  while [ $next_port -le 18999 ]; do
+    local p=$next_port
+    next_port=$((next_port + 1))
+    [ -n "${taken[$p]:-}" ] && continue
+    if ! ss -Htln "sport = :$p" 2>/dev/null | grep -q .; then
+      taken[$p]=1
+      port=$p
+      return 0
+    fi
+  done
+  echo "error: no free port left in 18900-18999" >&2
+  exit 1
+}
+
+wait_port() { # wait_port PID PORT: until PORT accepts (0), or PID dies / 30 s pass (1)
+  local pid=$1 p=$2
+  for _ in $(seq 300); do
+    kill -0 "$pid" 2>/dev/null || return 1
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
+
+# Loopback only: every listening socket of PID must be on 127.0.0.0/8 or ::1.
+check_loopback() { # check_loopback PID: prints offending addresses, returns 1 if any
+  local bad
+  bad=$(ss -Htlnp 2>/dev/null | grep -E "pid=$1," | awk '{print $4}' \
+    | grep -vE '^(127\.[0-9.]+|\[::1\]|\[::ffff:127\.[0-9.]+\]):[0-9]+$')
+  bad=$bad$(ss -Hulnp 2>/dev/null | grep -E "pid=$1," | awk '{print $4}' \
+    | grep -vE '^(127\.[0-9.]+|\[::1\]|\[::ffff:127\.[0-9.]+\]):[0-9]+$')
+  [ -z "$bad" ] && return 0
+  echo "$bad" | tr '\n' ' '
+  return 1
+}
+
+# brokers.tsv: name, label, version, state, note, ports, how installed, configuration
+record_broker() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >> "$work/brokers.tsv"; }
+: > "$work/brokers.tsv"
+: > "$work/runs.tsv"
+: > "$work/reruns.tsv"
+
+# The last lines of a broker's log on one line, without colour codes.
+log_tail() { tail -n 5 "$work/$1/broker.log" 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g' | tr '\n' ' ' | tr -s ' ' | cut -c1-400; }
+
+# What the broker logged since byte MARK of its log, on one line: its panic
+# messages if it panicked, else its last lines.
+log_since() { # log_since NAME MARK
+  local log=$work/$1/broker.log text
+  text=$(tail -c +$(($2 + 1)) "$log" 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g' | grep -a -A1 'panicked at' | head -n 4)
+  [ -n "$text" ] || text=$(tail -c +$(($2 + 1)) "$log" 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g' | grep -av '^\s*$' | tail -n 5)
+  echo "$text" | tr '\n' ' ' | tr -s ' ' | cut -c1-400
+}
+log_size() { stat -c %s "$work/$1/broker.log" 2>/dev/null || echo 0; }
+
+# healthy PORT PROTOCOL: a CONNECT on PORT is answered with a successful
+# CONNACK within 5 s. A broker whose process lives on but no longer serves
+# (a panicked router thread, a deadlock) fails this.
+healthy() {
+  python3 - "$1" "$2" <<'PY'
+import socket, sys
+port, protocol = int(sys.argv[1]), sys.argv[2]
+client_id = b"cr-health"
+head = b"\x00\x04MQTT" + (b"\x05\x02\x00\x3c\x00" if protocol == "5" else b"\x04\x02\x00\x3c")
+body = head + len(client_id).to_bytes(2, "big") + client_id
+ok = False
+try:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(bytes([0x10, len(body)]) + body)
+        data = b""
+        while len(data) < 4:
+            chunk = s.recv(64)
+            if not chunk:
+                break
+            data += chunk
+        ok = len(data) >= 4 and data[0] == 0x20 and data[3] == 0
+        if ok:
+            s.sendall(b"\xe0\x00")
+except OSError:
+    ok = False
+sys.exit(0 if ok else 1)
+PY
+}
+
+# start NAME PORT COMMAND...: starts the broker in the background (cwd: its
+# work folder), waits for PORT, checks it listens on loopback only.
+launch() {
+  local name=$1 p=$2
+  shift 2
+  local dir=$work/$name
+  mkdir -p "$dir"
+  (cd "$dir" && exec "$@") >> "$dir/broker.log" 2>&1 &
+  local pid=$!
+  pid_of[$name]=$pid
+  if ! wait_port "$pid" "$p"; then
+    launch_error="did not start listening on 127.0.0.1:$p within 30 s: $(log_tail "$name")"
+    stop_pid "$pid"
+    unset "pid_of[$name]"
+    return 1
+  fi
+  sleep 0.3 # let it open its other sockets before the check
+  local bad
+  if ! bad=$(check_loopback "$pid"); then
+    launch_error="refused: it listened on a non-loopback address ($bad); stopped"
+    stop_pid "$pid"
+    unset "pid_of[$name]"
+    return 1
+  fi
+  return 0
+}
+
+# ---- the brokers ---------------------------------------------------------------
+# Each start_NAME writes its configuration (once) and launches it.
+
+start_broker() {
+  local dir=$work/broker
+  mkdir -p "$dir"
+  [ -f "$dir/broker.toml" ] || cat > "$dir/broker.toml" <<EOF
+[listeners.tcp]
+bind = "127.0.0.1:${ports[broker]}"
+[auth]
+allow_anonymous = true
+EOF
+  launch broker "${ports[broker]}" env RUST_LOG=warn "$root/target/release/broker" --config "$dir/broker.toml"
+}
+
+start_mosquitto() {
+  local dir=$work/mosquitto
+  mkdir -p "$dir"
+  [ -f "$dir/mosquitto.conf" ] || cat > "$dir/mosquitto.conf" <<EOF
+per_listener_settings false
+allow_anonymous true
+listener ${ports[mosquitto]} 127.0.0.1
+protocol mqtt
+persistence false
+log_dest stderr
+log_type error
+log_type warning
+max_keepalive 65535
+max_queued_messages 100000
+retain_available true
+set_tcp_nodelay true
+EOF
+  launch mosquitto "${ports[mosquitto]}" /usr/sbin/mosquitto -c "$dir/mosquitto.conf"
+}
+
+start_rumqttd() {
+  local dir=$work/rumqttd
+  mkdir -p "$dir"
+  # v4 (3.1.1) and v5 listen on separate ports; both on loopback. Segments
+  # are kept small: rumqttd's memory follows them (per topic filter).
+  [ -f "$dir/rumqttd.toml" ] || cat > "$dir/rumqttd.toml" <<EOF
+id = 0
+
+[router]
+id = 0
+max_connections = 10010
+max_outgoing_packet_count = 200
+max_segment_size = 1048576
+max_segment_count = 2
+
+[v4.1]
+name = "v4-1"
+listen = "127.0.0.1:${ports[rumqttd]}"
+next_connection_delay_ms = 0
+    [v4.1.connections]
+    connection_timeout_ms = 60000
+    max_payload_size = 1048576
+    max_inflight_count = 500
+    dynamic_filters = true
+
+[v5.1]
+name = "v5-1"
+listen = "127.0.0.1:${ports[rumqttd-v5]}"
+next_connection_delay_ms = 0
+    [v5.1.connections]
+    connection_timeout_ms = 60000
+    max_payload_size = 1048576
+    max_inflight_count = 500
+    dynamic_filters = true
+EOF
+  launch rumqttd "${ports[rumqttd]}" "$peers/bin/rumqttd" --quiet --config "$dir/rumqttd.toml" || return 1
+  wait_port "${pid_of[rumqttd]}" "${ports[rumqttd-v5]}" || {
+    launch_error="the v5 listener 127.0.0.1:${ports[rumqttd-v5]} did not open"
+    return 1
+  }
+}
+
+start_rmqtt() {
+  local dir=$work/rmqtt
+  mkdir -p "$dir/plugins"
+  # RMQTT also reads ./rmqtt.toml and /etc/rmqtt*: it runs in its own folder.
+  # Its gRPC server (cluster RPC) is bound to loopback too; the HTTP API and
+  # ACL plugins are not started (no ACL is the most permissive), the retainer
+  # (retained messages) and shared-subscription plugins are.
+  [ -f "$dir/rmqtt.toml" ] || cat > "$dir/rmqtt.toml" <<EOF
+[node]
+id = 1
+busy.check_enable = false
+
+[rpc]
+server_addr = "127.0.0.1:${ports[rmqtt-rpc]}"
+
+[log]
+to = "console"
+level = "warn"
+
+[plugins]
+dir = "$dir/plugins/"
+default_startups = ["rmqtt-retainer", "rmqtt-shared-subscription"]
+disabled_default_startups = ["rmqtt-acl", "rmqtt-http-api", "rmqtt-counter"]
+
+[listener.tcp.external]
+addr = "127.0.0.1:${ports[rmqtt]}"
+allow_anonymous = true
+max_connections = 100000
+max_handshaking_limit = 10000
+max_packet_size = "16M"
+max_inflight = 128
+max_mqueue_len = 100000
+max_clientid_len = 65535
+max_qos_allowed = 2
+max_topic_levels = 0
+max_subscriptions = 0
+max_topic_aliases = 65535
+session_expiry_interval = "2h"
+message_retry_interval = "20s"
+message_expiry_interval = "5m"
+EOF
+  [ -f "$dir/plugins/rmqtt-retainer.toml" ] || cat > "$dir/plugins/rmqtt-retainer.toml" <<EOF
+storage.type = "ram"
+max_retained_messages = 0
+max_payload_size = "16M"
+EOF
+  [ -f "$dir/plugins/rmqtt-shared-subscription.toml" ] || printf 'strategy = "round_robin"\n' > "$dir/plugins/rmqtt-shared-subscription.toml"
+  launch rmqtt "${ports[rmqtt]}" "$peers/bin/rmqttd" -f "$dir/rmqtt.toml"
+}
+
+# Sessions are kept in memory; --no-persistence would not keep them at all.
+start_mqttlib() {
+  local dir=$work/mqtt-lib
+  mkdir -p "$dir"
+  launch mqtt-lib "${ports[mqtt-lib]}" "$peers/bin/mqttv5" broker \
+    --host "127.0.0.1:${ports[mqtt-lib]}" --allow-anonymous --non-interactive \
+    --storage-backend memory --storage-dir "$dir/storage" \
+    --no-sys-topics --max-clients 100000
+}
+
+peer_state() { sed -n "s/^$2=//p" "$peers/status/$1.status" 2>/dev/null; }
+
+declare -A ports=()
+brokers=()
+add_broker() { # add_broker NAME LABEL VERSION INSTALLED-HOW BINARY CONFIG-SUMMARY CRATE-OR-PACKAGE
+  local name=$1 label=$2 version=$3 how=$4 binary=$5 config=$6 package=$7
+  wanted "$name" || return 0
+  if [ ! -x "$binary" ]; then
+    local why
+    why=$(peer_state "$package" note)
+    [ "$(peer_state "$package" status)" = failed ] && why="build failed: $why"
+    record_broker "$name" "$label" "" not-built "${why:-not installed}" "" "$how" "$config"
+    echo "    $name: not built, skipped"
+    return 0
+  fi
+  brokers+=("$name")
+  broker_info[$name]="$label"$'\t'"$version"$'\t'"$how"$'\t'"$config"
+}
+declare -A broker_info=()
+
+echo "==> brokers"
+ours_version=$("$root/target/release/broker" --version 2>/dev/null | head -n1)
+add_broker broker "broker (this repository)" "${ours_version:-?} (commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- broker 2>/dev/null || echo ', broker/ modified'))" \
+  "cargo build --release -p broker" "$root/target/release/broker" \
+  "defaults, [auth] allow_anonymous = true" broker
+mosq_version=""
+[ -x /usr/sbin/mosquitto ] && mosq_version="$(/usr/sbin/mosquitto -h 2>/dev/null | head -n1 | sed 's/^mosquitto version //') (Debian $(dpkg-query -W -f='${Version}' mosquitto 2>/dev/null))"
+add_broker mosquitto "Mosquitto" "$mosq_version" "Debian package" /usr/sbin/mosquitto \
+  "allow_anonymous true, persistence false, max_queued_messages 100000, max_keepalive 65535" mosquitto
+add_broker rumqttd "rumqttd" "$(peer_state rumqttd version)" "$(peer_state rumqttd method)" "$peers/bin/rumqttd" \
+  "v4 and v5 listeners (separate ports), segments 1 MiB x 2, max_payload_size 1 MiB, max_inflight_count 500, dynamic_filters" rumqttd
+add_broker rmqtt "RMQTT (rmqttd)" "$(peer_state rmqttd version)" "$(peer_state rmqttd method)" "$peers/bin/rmqttd" \
+  "allow_anonymous, plugins retainer (ram) + shared-subscription, no ACL / HTTP API, max_packet_size 16M, max_topic_aliases 65535, busy check off" rmqttd
+add_broker mqtt-lib "mqtt-lib (mqttv5 broker)" "$(peer_state mqttv5-cli version)" "$(peer_state mqttv5-cli method)" "$peers/bin/mqttv5" \
+  "--allow-anonymous --storage-backend memory --no-sys-topics --max-clients 100000 (not --no-persistence: that drops sessions)" mqttv5-cli
+
+for name in "${brokers[@]}"; do
+  free_port
+  ports[$name]=$port
+  case "$name" in
+    rumqttd) free_port; ports[rumqttd-v5]=$port ;;
+    rmqtt) free_port; ports[rmqtt-rpc]=$port ;;
+  esac
+done
+# Versions the binaries report themselves.
+v=$("$peers/bin/rmqttd" -V 2>/dev/null | head -n1) && [ -n "$v" ] && [ -n "${broker_info[rmqtt]:-}" ] \
+  && broker_info[rmqtt]=$(echo "${broker_info[rmqtt]}" | awk -F'\t' -v v="$v" 'BEGIN{OFS="\t"} {$2=$2" (rmqttd -V: "v")"; print}')
+v=$("$peers/bin/mqttv5" --version 2>/dev/null | head -n1) && [ -n "$v" ] && [ -n "${broker_info[mqtt-lib]:-}" ] \
+  && broker_info[mqtt-lib]=$(echo "${broker_info[mqtt-lib]}" | awk -F'\t' -v v="$v" 'BEGIN{OFS="\t"} {$2=$2" (mqttv5 --version: "v")"; print}')
+v=$("$peers/bin/rumqttd" --version 2>/dev/null | head -n1) && [ -n "$v" ] && [ -n "${broker_info[rumqttd]:-}" ] \
+  && broker_info[rumqttd]=$(echo "${broker_info[rumqttd]}" | awk -F'\t' -v v="$v" 'BEGIN{OFS="\t"} {$2=$2" (rumqttd --version: "v")"; print}')
+
+start_of() { # start_of NAME: starts the broker NAME; sets launch_error on failure
+  launch_error=""
+  case "$1" in
+    broker) start_broker ;;
+    mosquitto) start_mosquitto ;;
+    rumqttd) start_rumqttd ;;
+    rmqtt) start_rmqtt ;;
+    mqtt-lib) start_mqttlib ;;
+  esac
+}
+alive() { [ -n "${pid_of[$1]:-}" ] && kill -0 "${pid_of[$1]}" 2>/dev/null; }
+# A broker that died: its exit status in $status, and forget its pid.
+reap() {
+  status=0
+  wait "${pid_of[$1]}" 2>/dev/null
+  status=$?
+  unset "pid_of[$1]"
+}
+
+# run_suite NAME PROTOCOL PORT OUT.json [FILTER [JOBS CASE-TIMEOUT [RUN-TIMEOUT]]]:
+# one suite run, bounded in time.
+run_suite() {
+  local name=$1 protocol=$2 p=$3 json=$4 filter=${5:-} n=${6:-$jobs} t=${7:-$case_timeout} limit=${8:-$run_timeout}
+  local args=(--host 127.0.0.1 --port "$p" --protocol "$protocol" --json "$json" --case-timeout "$t")
+  if [ -n "$filter" ]; then args+=(--filter "$filter" --jobs 1); else args+=(--jobs "$n"); fi
+  rm -f "$json"
+  timeout -k 10 "$limit" "$suite" "${args[@]}" > "${json%.json}.out" 2>&1
+}
+
+# After a run during which the broker died or stopped answering: run each
+# failed case of that run alone, on a broker restarted whenever it is dead or
+# no longer answers, and note the cases after which it is. The cases go in
+# batches of $rerun_batch at once (each alone in its own suite process); a
+# batch that leaves the broker down is run again one case at a time.
+bisect_crash() {
+  local name=$1 protocol=$2 p=$3 json=$4
+  local failed=()
+  mapfile -t failed < <(python3 -c 'import json,sys
+for c in json.load(open(sys.argv[1]))["cases"]:
+    if c["result"] == "fail": print(c["name"])' "$json" 2>/dev/null)
+  local i=0 n=${#failed[@]} batch pids k
+  while [ $i -lt $n ]; do
+    if [ $i -ge $max_reruns ] || [ $((SECONDS - runs_started)) -ge "$budget" ]; then
+      echo "      (stopped after $i of $n re-runs: the limit of $max_reruns or the time budget)"
+      break
+    fi
+    batch=("${failed[@]:i:rerun_batch}")
+    ensure_serving "$name" "$p" "$protocol" || { echo "      cannot restart $name: $launch_error"; return; }
+    pids=()
+    for k in "${!batch[@]}"; do
+      run_suite "$name" "$protocol" "$p" "$work/$name.$protocol.rerun.$((i + k)).json" "${batch[$k]}" 1 \
+        "$case_timeout" $((case_timeout + 20)) &
+      pids+=($!)
+    done
+    wait "${pids[@]}" 2>/dev/null
+    if alive "$name" && healthy "$p" "$protocol"; then
+      for k in "${!batch[@]}"; do
+        printf '%s\t%s\t%s\t%s\t0\t\n' "$name" "$protocol" "${batch[$k]}" "$work/$name.$protocol.rerun.$((i + k)).json" >> "$work/reruns.tsv"
+      done
+    else
+      if alive "$name"; then stop_pid "${pid_of[$name]}"; fi
+      unset "pid_of[$name]"
+      for k in "${!batch[@]}"; do
+        rerun_one "$name" "$protocol" "$p" "${batch[$k]}" "$work/$name.$protocol.rerun.$((i + k)).json" || return
+      done
+    fi
+    i=$((i + ${#batch[@]}))
+  done
+}
+
+# rerun_one NAME PROTOCOL PORT CASE OUT.json: the case alone, on a serving
+# broker; records whether the broker died (1) or stopped answering (2) after it.
+rerun_one() {
+  local name=$1 protocol=$2 p=$3 case_name=$4 one=$5 crashed=0 mark
+  ensure_serving "$name" "$p" "$protocol" || { echo "      cannot restart $name: $launch_error"; return 1; }
+  status=""
+  mark=$(log_size "$name")
+  run_suite "$name" "$protocol" "$p" "$one" "$case_name" 1 "$case_timeout" $((case_timeout + 20))
+  if ! alive "$name"; then
+    reap "$name"
+    crashed=1
+    echo "      $case_name: the broker died (exit status $status)"
+  elif ! healthy "$p" "$protocol"; then
+    crashed=2
+    status=$(log_since "$name" "$mark")
+    echo "      $case_name: the broker stopped answering CONNECT: $status"
+    stop_pid "${pid_of[$name]}"
+    unset "pid_of[$name]"
+  fi
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$protocol" "$case_name" "$one" "$crashed" "$status" >> "$work/reruns.tsv"
+}
+
+# ensure_serving NAME PORT PROTOCOL: (re)starts the broker unless it runs and answers.
+restarted_note=""
+ensure_serving() {
+  restarted_note=""
+  if alive "$1"; then
+    healthy "$2" "$3" && return 0
+    restarted_note="restarted before this run: it no longer answered CONNECT"
+    stop_pid "${pid_of[$1]}"
+    unset "pid_of[$1]"
+  fi
+  start_of "$1"
+}
+
+echo "==> suite runs (run timeout ${run_timeout} s, case timeout ${case_timeout} s, ${jobs} jobs)"
+runs_started=$SECONDS
+for name in "${brokers[@]}"; do
+  IFS=$'\t' read -r label version how config <<< "${broker_info[$name]}"
+  if ! start_of "$name"; then
+    echo "    $name: $launch_error"
+    record_broker "$name" "$label" "$version" failed-to-start "$launch_error" "" "$how" "$config"
+    continue
+  fi
+  port_note="127.0.0.1:${ports[$name]}"
+  [ "$name" = rumqttd ] && port_note="127.0.0.1:${ports[rumqttd]} (3.1.1), 127.0.0.1:${ports[rumqttd-v5]} (5.0)"
+  record_broker "$name" "$label" "$version" ran "" "$port_note" "$how" "$config"
+  for protocol in 3.1.1 5; do
+    p=${ports[$name]}
+    [ "$name" = rumqttd ] && [ "$protocol" = 5 ] && p=${ports[rumqttd-v5]}
+    ensure_serving "$name" "$p" "$protocol" || {
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$protocol" "$p" "" "" not-started "could not be (re)started: $launch_error" >> "$work/runs.tsv"
+      continue
+    }
+    json=$work/$name.$protocol.json
+    t0=$SECONDS
+    mark=$(log_size "$name")
+    run_suite "$name" "$protocol" "$p" "$json"
+    rc=$?
+    outcome=ok note=$restarted_note
+    if { [ $rc -eq 124 ] || [ $rc -eq 137 ]; } && alive "$name" \
+      && [ $((SECONDS - runs_started + run_timeout)) -le "$budget" ]; then
+      # Too many cases waited for their whole time: once more, with more
+      # cases at once and a shorter bound each.
+      echo "    $name $protocol: the run timed out after ${run_timeout} s; once more with --jobs $retry_jobs --case-timeout $retry_case_timeout"
+      run_suite "$name" "$protocol" "$p" "$json" "" "$retry_jobs" "$retry_case_timeout"
+      rc=$?
+      note="the first run did not finish within ${run_timeout} s; these results are from a second run with --jobs $retry_jobs --case-timeout $retry_case_timeout"
+    fi
+    if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+      outcome=timeout note="the suite run did not finish within ${run_timeout} s and was killed${note:+ (twice)}"
+    elif [ ! -s "$json" ]; then
+      outcome=no-json note="the suite exited with status $rc without writing its JSON: $(tail -n 3 "${json%.json}.out" | tr '\n' ' ' | cut -c1-300)"
+    fi
+    if ! alive "$name"; then
+      reap "$name"
+      outcome=crashed
+      note="the broker exited (status $status) during the run; log: $(log_since "$name" "$mark")"
+    elif ! healthy "$p" "$protocol"; then
+      outcome=stopped-answering
+      note="the broker stopped answering CONNECT during the run (its process still running); log: $(log_since "$name" "$mark")"
+      stop_pid "${pid_of[$name]}"
+      unset "pid_of[$name]"
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$protocol" "$p" "$json" "$rc" "$outcome" "$note" >> "$work/runs.tsv"
+    echo "    $name $protocol: $(tail -n 1 "${json%.json}.out" 2>/dev/null) [$outcome, $((SECONDS - t0)) s]"
+    if { [ "$outcome" = crashed ] || [ "$outcome" = stopped-answering ]; } && [ -s "$json" ]; then
+      echo "      $note"
+      echo "      re-running the failed cases one at a time"
+      bisect_crash "$name" "$protocol" "$p" "$json"
+    fi
+  done
+  stop_pid "${pid_of[$name]:-}"
+  unset "pid_of[$name]"
+done
+
+echo "==> report"
+mkdir -p reports/conformance
+python3 ci/conformance_report.py \
+  --work "$work" --out-dir reports/conformance --markdown reports/conformance.md \
+  --command "$command_line" --peers-status "$peers/status" \
+  --suite-args "--jobs $jobs --case-timeout $case_timeout" --run-timeout "$run_timeout" \
+  --elapsed $((SECONDS - started_at))
+exit $?
+}
