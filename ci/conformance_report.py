@@ -258,6 +258,8 @@ def render(args):
     w("")
     w("The conformance suite (`conformance` crate) run against this repository's broker and against peer")
     w("brokers started on loopback with their most permissive configuration. Generated; do not edit by hand.")
+    w("Each case where a peer differs from the suite was checked against the statement text; the verdicts")
+    w("(peer deviation, or a case corrected) are in [conformance-differences.md](conformance-differences.md).")
     w("")
     w(f"- Command: `{args.command}`")
     w(f"- Date: {date}")
