@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use mqtt_codec::{ConnAck, Connect, DecodeError, Decoder, Packet, ProtocolVersion, ReasonCode, encode};
+use mqtt_codec::{ConnAck, DecodeError, Decoder, Packet, ProtocolVersion, ReasonCode, encode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::Notify;
 
@@ -71,7 +71,7 @@ pub(super) async fn serve(shared: &Arc<Shared>, conn: ConnId, accepted: Accepted
     let notify = Arc::new(NotifyWaker(Notify::new()));
     let requested_id = connect.client_id.clone();
     let clean_start = connect.clean_start;
-    let outcome = shared.with_broker(|broker, now| broker.connect(conn, Connect::clone(&connect), notify.clone(), now));
+    let outcome = shared.with_broker(|broker, now| broker.connect(conn, *connect, notify.clone(), now));
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(refusal) => {
