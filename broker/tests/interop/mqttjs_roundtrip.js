@@ -17,23 +17,37 @@ function roundTrip(version) {
     const got = [];
     const sub = mqtt.connect(`mqtt://127.0.0.1:${port}`, options('sub'));
     let pub;
+    let published = false;
+    let done = false;
     const finish = () => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
       sub.end(true);
       if (pub) pub.end(true);
       resolve(got.sort());
     };
     const timer = setTimeout(finish, WAIT_MS);
+    // Finish only when every message arrived AND the publisher's flows completed:
+    // ending the publisher mid-flow would fail its pending QoS 2 publish.
+    const maybeFinish = () => {
+      if (published && got.length === 3) finish();
+    };
     sub.on('message', (topic, payload, packet) => {
       got.push(`${topic} ${payload} ${packet.qos}`);
-      if (got.length === 3) {
-        clearTimeout(timer);
-        finish();
-      }
+      maybeFinish();
     });
     sub.subscribe('js/#', { qos: 2 }, () => {
       pub = mqtt.connect(`mqtt://127.0.0.1:${port}`, options('pub'));
       pub.on('connect', async () => {
-        for (const qos of [0, 1, 2]) await pub.publishAsync(`js/${qos}`, `m${qos}`, { qos });
+        try {
+          for (const qos of [0, 1, 2]) await pub.publishAsync(`js/${qos}`, `m${qos}`, { qos });
+          published = true;
+          maybeFinish();
+        } catch (error) {
+          console.log(`publish failed: ${error}`);
+          finish();
+        }
       });
     });
   });
