@@ -196,7 +196,7 @@ impl Progress {
                 bar.set_message(line);
                 bar.tick();
             }
-            None if !self.quiet => eprintln!("{line}"),
+            None if !self.quiet => crate::remote::log(&line),
             None => {}
         }
     }
@@ -214,7 +214,7 @@ impl Progress {
         );
         match &self.bar {
             Some(bar) => bar.println(line),
-            None if !self.quiet => eprintln!("{line}"),
+            None if !self.quiet => crate::remote::log(&line),
             None => {}
         }
     }

@@ -220,14 +220,14 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("loadgen: cannot start the runtime: {e}");
+            remote::log(&format!("loadgen: cannot start the runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(dispatch(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("loadgen: {e}");
+            remote::log(&format!("loadgen: {e}"));
             ExitCode::FAILURE
         }
     }
@@ -275,7 +275,7 @@ async fn dispatch(command: Command) -> Result<(), String> {
         Command::Report { results, out, title } => {
             let written = loadgen::report::write_report(&results, &out, title.as_deref())?;
             for path in written {
-                eprintln!("wrote {}", path.display());
+                remote::log(&format!("wrote {}", path.display()));
             }
             return Ok(());
         }

@@ -72,15 +72,21 @@ async fn send<T: Serialize>(w: &mut (impl AsyncWriteExt + Unpin), msg: &T) -> st
 /// replaces the scenario's source addresses on this machine.
 pub async fn agent(listen: &str, ifaddr: Vec<IpAddr>) -> Result<(), String> {
     let listener = TcpListener::bind(listen).await.map_err(|e| format!("listen on {listen}: {e}"))?;
-    eprintln!("agent listening on {}", listener.local_addr().map_err(|e| e.to_string())?);
+    log(&format!("agent listening on {}", listener.local_addr().map_err(|e| e.to_string())?));
     loop {
         let (stream, peer) = listener.accept().await.map_err(|e| e.to_string())?;
-        eprintln!("coordinator {peer} connected");
+        log(&format!("coordinator {peer} connected"));
         match serve_coordinator(stream, &ifaddr).await {
-            Ok(()) => eprintln!("run for {peer} finished"),
-            Err(e) => eprintln!("run for {peer} ended: {e}"),
+            Ok(()) => log(&format!("run for {peer} finished")),
+            Err(e) => log(&format!("run for {peer} ended: {e}")),
         }
     }
+}
+
+/// A line on stderr; an agent keeps serving when nobody reads its stderr any more.
+pub fn log(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 async fn serve_coordinator(stream: TcpStream, ifaddr: &[IpAddr]) -> Result<(), String> {
@@ -304,7 +310,7 @@ pub async fn coordinate(scenario: Scenario, addresses: &[String], options: RunOp
             );
         }
         if status.status != "ok" {
-            eprintln!("agent {}: {} ({})", status.name, status.status, status.detail);
+            log(&format!("agent {}: {} ({})", status.name, status.status, status.detail));
         }
         statuses.push(status);
     }
