@@ -19,6 +19,65 @@ pub struct Config {
     pub listeners: ListenersConfig,
     pub mqtt: MqttConfig,
     pub auth: AuthConfig,
+    /// Present: this node is a cluster member. Absent: a single node.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `[cluster]`: how this node finds and talks to its peers (see ALGORITHM.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Nodes join only members with the same cluster name.
+    pub name: String,
+    /// This node's peer address: UDP for membership, TCP for peer links.
+    pub bind: SocketAddr,
+    /// Where to look for members: `static` (the `seeds`) or `dns` (`dns_name`).
+    pub discovery: Discovery,
+    /// Peer addresses, "host:port"; listing this node itself is harmless.
+    pub seeds: Vec<String>,
+    /// With `discovery = "dns"`: a name whose addresses are the peers (a headless
+    /// service in Kubernetes), and the peer port to use with them.
+    pub dns_name: Option<String>,
+    pub dns_port: u16,
+    /// `sync`: a QoS 1/2 publish is acknowledged once every matched node accepted
+    /// it; `async`: at once, as EMQX does by default.
+    pub forward: ForwardMode,
+    /// How long a sync forward waits for a live node's acknowledgement.
+    pub forward_timeout_ms: u64,
+    /// How long a node that went down keeps its routes (in case it was only suspected).
+    pub route_grace_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            name: "mqtt".into(),
+            bind: SocketAddr::from(([127, 0, 0, 1], 4370)),
+            discovery: Discovery::Static,
+            seeds: Vec::new(),
+            dns_name: None,
+            dns_port: 4370,
+            forward: ForwardMode::Sync,
+            forward_timeout_ms: 5_000,
+            route_grace_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Discovery {
+    #[default]
+    Static,
+    Dns,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ForwardMode {
+    #[default]
+    Sync,
+    Async,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -204,6 +263,19 @@ impl Config {
                 self.mqtt.max_client_id_len
             ));
         }
+        if let Some(cluster) = &self.cluster {
+            if cluster.name.is_empty() {
+                return fail("[cluster] name is empty".into());
+            }
+            if cluster.discovery == Discovery::Dns && cluster.dns_name.is_none() {
+                return fail("[cluster] discovery = \"dns\" needs dns_name".into());
+            }
+            if let Some(seed) =
+                cluster.seeds.iter().find(|s| s.rsplit_once(':').is_none_or(|(_, p)| p.parse::<u16>().is_err()))
+            {
+                return fail(format!("[cluster] seed {seed:?} is not \"host:port\""));
+            }
+        }
         if self.auth.allow_anonymous.is_none() && !self.listeners.tcp.bind.ip().is_loopback() {
             return fail(format!(
                 "[listeners.tcp] bind = \"{}\" opens a non-loopback address: set [auth] allow_anonymous = true \
@@ -314,5 +386,33 @@ mod tests {
         let defaults = Config::default();
         assert_eq!(format!("{:?}", config.mqtt), format!("{:?}", defaults.mqtt));
         assert_eq!(format!("{:?}", config.listeners), format!("{:?}", defaults.listeners));
+        assert!(config.cluster.is_none(), "the sample runs a single node");
+    }
+
+    #[test]
+    fn the_sample_cluster_section_uncommented_parses_with_the_defaults() {
+        let text = include_str!("../broker.toml");
+        let section = text.split_once("# [cluster]").expect("the sample has a cluster section").1;
+        let uncommented: String = section
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| {
+                l.contains(" = ")
+                    && l.split(' ').next().is_some_and(|k| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let config = Config::parse(&format!("[cluster]\n{uncommented}")).expect("sample cluster section");
+        let cluster = config.cluster.expect("cluster section present");
+        let defaults = ClusterConfig::default();
+        assert_eq!(cluster.seeds, vec!["127.0.0.2:4370".to_string(), "127.0.0.3:4370".to_string()]);
+        let strip = |c: &ClusterConfig| ClusterConfig { seeds: Vec::new(), dns_name: None, ..c.clone() };
+        assert_eq!(format!("{:?}", strip(&cluster)), format!("{:?}", strip(&defaults)));
+    }
+
+    #[test]
+    fn a_bad_cluster_seed_is_refused() {
+        assert!(error_of("[cluster]\nseeds = [\"nohost\"]").contains("host:port"));
+        assert!(error_of("[cluster]\ndiscovery = \"dns\"").contains("dns_name"));
     }
 }

@@ -14,6 +14,7 @@
 //! specifies.
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod seam;

@@ -10,7 +10,9 @@
 //! - `connect`: CONNECT, takeover, wills, session expiry, DISCONNECT.
 //! - `publish`: inbound PUBLISH and its acknowledgements, routing, delivery.
 //! - `subscribe`: SUBSCRIBE / UNSUBSCRIBE and retained delivery.
+//! - `cluster`: forwarding to other nodes, held acknowledgements, forwarded publishes.
 
+pub mod cluster;
 mod connect;
 pub mod message;
 mod publish;
@@ -115,8 +117,18 @@ impl std::fmt::Debug for Connection {
 /// Timers the core arms; each names the session state it was armed for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Timer {
-    Will { client: ClientId, epoch: u64 },
-    SessionExpiry { client: ClientId, epoch: u64 },
+    Will {
+        client: ClientId,
+        epoch: u64,
+    },
+    SessionExpiry {
+        client: ClientId,
+        epoch: u64,
+    },
+    /// A sync forward's wait for acknowledgements ran out.
+    ForwardTimeout {
+        id: u64,
+    },
 }
 
 /// The broker state of one node.
@@ -133,6 +145,8 @@ pub struct Broker {
     wakeups: Vec<ConnId>,
     rng: StdRng,
     pub counters: Counters,
+    /// Set when this node is a cluster member.
+    cluster: Option<Box<cluster::ClusterCore>>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -159,6 +173,7 @@ impl Broker {
             wakeups: Vec::new(),
             rng,
             counters: Counters::default(),
+            cluster: None,
         }
     }
 
@@ -266,6 +281,7 @@ impl Broker {
             match timer {
                 Timer::Will { client, epoch } => self.fire_will(&client, epoch, now),
                 Timer::SessionExpiry { client, epoch } => self.fire_session_expiry(&client, epoch, now),
+                Timer::ForwardTimeout { id } => self.forward_timed_out(id),
             }
         }
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use ahash::AHashMap;
 use mqtt_codec::{Packet, PubResponse, Publish, QoS, ReasonCode, encoded_len};
 
+use super::cluster::Routed;
 use super::message::{Delivery, Message};
 use super::router::{ClientId, Matched};
 use super::session::{Inflight, OutState, Overflow};
@@ -79,8 +80,8 @@ impl Broker {
         } else {
             None
         };
-        let matched = match refusal {
-            Some(_) => 0,
+        let routed = match refusal {
+            Some(_) => Routed::default(),
             None => {
                 let expires_at = publish.properties.message_expiry_interval.map(|secs| now + u64::from(secs) * 1000);
                 let message = Message {
@@ -99,7 +100,7 @@ impl Broker {
             // 3.1.1 has no way to refuse a PUBLISH: it is acknowledged and dropped.
             Some(reason) if v5 => reason,
             Some(_) => ReasonCode::SUCCESS,
-            None if v5 && matched == 0 => ReasonCode::NO_MATCHING_SUBSCRIBERS,
+            None if v5 && routed.local == 0 && routed.nodes.is_empty() => ReasonCode::NO_MATCHING_SUBSCRIBERS,
             None => ReasonCode::SUCCESS,
         };
         let Some(packet_id) = publish.packet_id else { return };
@@ -110,9 +111,9 @@ impl Broker {
             {
                 session.awaiting_rel.insert(packet_id.get());
             }
-            self.send(conn, Packet::PubRec(response));
+            self.hold_ack(conn, routed.forward_id, routed.nodes, Packet::PubRec(response), now);
         } else {
-            self.send(conn, Packet::PubAck(response));
+            self.hold_ack(conn, routed.forward_id, routed.nodes, Packet::PubAck(response), now);
         }
     }
 
@@ -171,21 +172,36 @@ impl Broker {
         }
     }
 
-    /// Sends a message to every matching subscription; stores or clears it as
-    /// retained. Returns the number of sessions it reached.
-    pub(super) fn route(&mut self, message: Arc<Message>, now: Millis) -> usize {
+    /// Sends a message to every matching subscription, here and (in a
+    /// cluster) on the nodes with matching routes; stores or clears it as retained.
+    pub(super) fn route(&mut self, message: Arc<Message>, now: Millis) -> Routed {
         if message.retain {
             self.retain(&message);
         }
+        let (forward_id, nodes) = self.forward(&message, now);
+        let local = self.deliver_locally(&message, |_, _| true, now);
+        Routed { local, forward_id, nodes }
+    }
+
+    /// Puts a message in the queue of every matching local session, serving
+    /// the shared groups for which `serve_group(group, filter)` holds. Returns
+    /// the number of sessions it reached.
+    pub(super) fn deliver_locally(
+        &mut self,
+        message: &Arc<Message>,
+        serve_group: impl Fn(&str, &str) -> bool,
+        now: Millis,
+    ) -> usize {
         let mut matched = Vec::new();
         let sessions = &self.sessions;
-        self.router.route(
+        self.router.route_serving(
             &message.topic,
             &mut self.rng,
             |client| sessions.get(client).is_some_and(|s| s.connection.is_some()),
+            serve_group,
             &mut matched,
         );
-        let deliveries = merge_overlapping(&message, matched);
+        let deliveries = merge_overlapping(message, matched);
         let reached = deliveries.len();
         for (client, delivery) in deliveries {
             self.deliver(&client, delivery, now);

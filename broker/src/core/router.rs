@@ -59,17 +59,64 @@ struct SharedGroup {
     sticky: Option<ClientId>,
 }
 
+/// A change of this node's route set (ALGORITHM.md, "Routes"): a route is a
+/// filter string as subscribed (`t/+`, or `$share/g/t/+` for a group), and
+/// exists while at least one local subscription has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteChange {
+    Added(ByteString),
+    Removed(ByteString),
+}
+
 /// The subscription index of one node.
 #[derive(Debug)]
 pub struct Router {
     entries: AHashMap<ByteString, FilterEntry>,
     wildcards: FilterTrie,
     strategy: SharedStrategy,
+    /// Route changes since the last `take_route_changes`; `None` on a single node,
+    /// where nobody reads them.
+    changes: Option<Vec<RouteChange>>,
 }
 
 impl Router {
     pub fn new(strategy: SharedStrategy) -> Self {
-        Self { entries: AHashMap::new(), wildcards: FilterTrie::default(), strategy }
+        Self { entries: AHashMap::new(), wildcards: FilterTrie::default(), strategy, changes: None }
+    }
+
+    /// Starts recording route changes (a cluster member publishes them to its peers).
+    pub fn record_route_changes(&mut self) {
+        self.changes.get_or_insert_with(Vec::new);
+    }
+
+    /// The route changes since the last call, in order.
+    pub fn take_route_changes(&mut self) -> Vec<RouteChange> {
+        self.changes.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Every route of this node (see [`RouteChange`]).
+    pub fn routes(&self) -> Vec<ByteString> {
+        let mut routes = Vec::new();
+        for (filter, entry) in &self.entries {
+            if !entry.direct.is_empty() {
+                routes.push(filter.clone());
+            }
+            for group in entry.shared.keys() {
+                routes.push(shared_route(group, filter));
+            }
+        }
+        routes
+    }
+
+    /// Whether this node has members of `$share/group/filter`.
+    pub fn has_group(&self, group: &str, filter: &str) -> bool {
+        self.entries.get(filter).is_some_and(|e| e.shared.contains_key(group))
+    }
+
+    fn changed(&mut self, change: RouteChange) {
+        if let Some(changes) = &mut self.changes {
+            changes.push(change);
+        }
     }
 
     /// Adds or replaces `client`'s subscription to `filter` (which may be a
@@ -83,22 +130,32 @@ impl Router {
             }
             FilterEntry::default()
         });
-        match group {
-            None => entry.direct.insert(client.clone(), subscription).is_some(),
+        let (replaced, added) = match group {
+            None => {
+                let first = entry.direct.is_empty();
+                let replaced = entry.direct.insert(client.clone(), subscription).is_some();
+                (replaced, first.then(|| real.clone()))
+            }
             Some(group) => {
-                let group = entry.shared.entry(group.into()).or_default();
-                match group.members.iter_mut().find(|(c, _)| c == client) {
+                let first = !entry.shared.contains_key(group);
+                let members = entry.shared.entry(group.into()).or_default();
+                let replaced = match members.members.iter_mut().find(|(c, _)| c == client) {
                     Some(member) => {
                         member.1 = subscription;
                         true
                     }
                     None => {
-                        group.members.push((client.clone(), subscription));
+                        members.members.push((client.clone(), subscription));
                         false
                     }
-                }
+                };
+                (replaced, first.then(|| shared_route(group, &real)))
             }
+        };
+        if let Some(route) = added {
+            self.changed(RouteChange::Added(route));
         }
+        replaced
     }
 
     /// Removes `client`'s subscription to `filter`; returns whether it existed.
@@ -107,8 +164,15 @@ impl Router {
         let Some(entry) = self.entries.get_mut(real) else {
             return false;
         };
+        let mut removed = None;
         let existed = match group {
-            None => entry.direct.remove(client).is_some(),
+            None => {
+                let existed = entry.direct.remove(client).is_some();
+                if existed && entry.direct.is_empty() {
+                    removed = Some(ByteString::from(real));
+                }
+                existed
+            }
             Some(group_name) => match entry.shared.get_mut(group_name) {
                 None => false,
                 Some(group) => {
@@ -120,6 +184,7 @@ impl Router {
                     let existed = group.members.len() != before;
                     if group.members.is_empty() {
                         entry.shared.remove(group_name);
+                        removed = Some(shared_route(group_name, real));
                     }
                     existed
                 }
@@ -130,6 +195,9 @@ impl Router {
             if has_wildcard(real) {
                 self.wildcards.remove(real);
             }
+        }
+        if let Some(route) = removed {
+            self.changed(RouteChange::Removed(route));
         }
         existed
     }
@@ -144,6 +212,20 @@ impl Router {
         available: impl Fn(&ClientId) -> bool,
         out: &mut Vec<Matched>,
     ) {
+        self.route_serving(topic, rng, available, |_, _| true, out);
+    }
+
+    /// Like [`Router::route`], serving only the shared groups (group, real
+    /// filter) for which `serve_group` holds: in a cluster another node may
+    /// serve a group this node also has members of.
+    pub fn route_serving(
+        &mut self,
+        topic: &str,
+        rng: &mut impl Rng,
+        available: impl Fn(&ClientId) -> bool,
+        serve_group: impl Fn(&str, &str) -> bool,
+        out: &mut Vec<Matched>,
+    ) {
         let mut filters: Vec<ByteString> = Vec::new();
         if self.entries.contains_key(topic) {
             filters.push(ByteString::from(topic));
@@ -155,6 +237,9 @@ impl Router {
                 out.push(Matched { client: client.clone(), subscription: *subscription, shared: None });
             }
             for (group_name, group) in &mut entry.shared {
+                if !serve_group(group_name, &filter) {
+                    continue;
+                }
                 if let Some((client, subscription)) = pick(group, self.strategy, rng, &available) {
                     out.push(Matched {
                         client,
@@ -183,6 +268,10 @@ impl Router {
     pub fn filter_count(&self) -> usize {
         self.entries.len()
     }
+}
+
+fn shared_route(group: &str, real: &str) -> ByteString {
+    ByteString::from(format!("$share/{group}/{real}"))
 }
 
 fn split(filter: &str) -> (Option<&str>, &str) {
@@ -238,6 +327,32 @@ mod tests {
         let mut names: Vec<String> = out.iter().map(|m| m.client.to_string()).collect();
         names.sort();
         names
+    }
+
+    #[test]
+    fn route_changes_follow_the_first_and_last_subscription_of_each_route() {
+        let mut router = Router::new(SharedStrategy::RoundRobin);
+        router.subscribe(&"x".into(), "before/recording", sub());
+        router.record_route_changes();
+        router.subscribe(&"a".into(), "t/+", sub());
+        router.subscribe(&"b".into(), "t/+", sub());
+        router.subscribe(&"a".into(), "$share/g/t/+", sub());
+        router.subscribe(&"b".into(), "$share/g/t/+", sub());
+        router.unsubscribe(&"a".into(), "t/+");
+        router.unsubscribe(&"b".into(), "t/+");
+        router.unsubscribe(&"a".into(), "$share/g/t/+");
+        router.unsubscribe(&"nobody".into(), "t/+");
+        use RouteChange::{Added, Removed};
+        assert_eq!(
+            router.take_route_changes(),
+            vec![Added("t/+".into()), Added("$share/g/t/+".into()), Removed("t/+".into())]
+        );
+        let mut routes = router.routes();
+        routes.sort();
+        assert_eq!(routes, vec![ByteString::from("$share/g/t/+"), ByteString::from("before/recording")]);
+        router.unsubscribe(&"b".into(), "$share/g/t/+");
+        assert_eq!(router.take_route_changes(), vec![Removed("$share/g/t/+".into())]);
+        assert!(router.take_route_changes().is_empty());
     }
 
     #[test]

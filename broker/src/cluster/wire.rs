@@ -1,0 +1,370 @@
+//! The peer-link protocol: messages and their frames (see ALGORITHM.md,
+//! "Peer links").
+//!
+//! A frame is a `u32` big-endian length and a message: a type byte and its
+//! fields (integers big endian, strings and byte strings prefixed by a `u32`
+//! length). A forwarded message's MQTT content travels as an MQTT 5 PUBLISH
+//! encoded by `mqtt-codec`, so every property crosses the cluster exactly as
+//! the broker would send it to a client. Decoding never panics and never
+//! allocates more than the frame it was given.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytestring::ByteString;
+use mqtt_codec::{Decoder, Packet, ProtocolVersion, Publish};
+
+use super::routes::{Epoch, NodeName};
+
+/// Bumped when a message changes; peers of other versions are refused at Hello.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// Largest frame accepted: a maximum MQTT packet plus room for the envelope.
+pub const FRAME_LEN_MAX: usize = 268_435_455 + 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerMessage {
+    Hello {
+        protocol: u16,
+        cluster: ByteString,
+        node: NodeName,
+        incarnation: u64,
+    },
+    /// All of the sender's routes: replaces what the receiver held for it.
+    Routes {
+        epoch: Epoch,
+        filters: Vec<ByteString>,
+    },
+    RouteAdd {
+        epoch: Epoch,
+        filter: ByteString,
+    },
+    RouteRemove {
+        epoch: Epoch,
+        filter: ByteString,
+    },
+    Forward(Box<Forward>),
+    /// The receiver put forward `id` in every matching local session's queue.
+    ForwardAck {
+        id: u64,
+    },
+}
+
+/// A publish sent on to a node with matching routes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    pub id: u64,
+    /// Whether the sender waits for `ForwardAck` (sync forwarding of QoS 1/2).
+    pub ack: bool,
+    /// Milliseconds left before the message expires, if it has an expiry.
+    pub expires_in_ms: Option<u64>,
+    /// The publishing client, for No Local.
+    pub publisher: Option<ByteString>,
+    /// Shared groups (group, real filter) this node is to serve; its other groups are served elsewhere.
+    pub groups: Vec<(ByteString, ByteString)>,
+    /// Topic, payload, QoS, retain and properties (no packet id, no alias).
+    pub publish: Publish,
+}
+
+const HELLO: u8 = 1;
+const ROUTES: u8 = 2;
+const ROUTE_ADD: u8 = 3;
+const ROUTE_REMOVE: u8 = 4;
+const FORWARD: u8 = 5;
+const FORWARD_ACK: u8 = 6;
+
+/// Appends one frame holding `message` to `out`.
+pub fn encode(message: &PeerMessage, out: &mut BytesMut) -> Result<(), String> {
+    let start = out.len();
+    out.put_u32(0);
+    match message {
+        PeerMessage::Hello { protocol, cluster, node, incarnation } => {
+            out.put_u8(HELLO);
+            out.put_u16(*protocol);
+            put_str(out, cluster);
+            put_str(out, node);
+            out.put_u64(*incarnation);
+        }
+        PeerMessage::Routes { epoch, filters } => {
+            out.put_u8(ROUTES);
+            put_epoch(out, *epoch);
+            out.put_u32(len32(filters.len())?);
+            for f in filters {
+                put_str(out, f);
+            }
+        }
+        PeerMessage::RouteAdd { epoch, filter } | PeerMessage::RouteRemove { epoch, filter } => {
+            out.put_u8(if matches!(message, PeerMessage::RouteAdd { .. }) { ROUTE_ADD } else { ROUTE_REMOVE });
+            put_epoch(out, *epoch);
+            put_str(out, filter);
+        }
+        PeerMessage::Forward(f) => {
+            out.put_u8(FORWARD);
+            out.put_u64(f.id);
+            out.put_u8(u8::from(f.ack));
+            match f.expires_in_ms {
+                Some(ms) => {
+                    out.put_u8(1);
+                    out.put_u64(ms);
+                }
+                None => out.put_u8(0),
+            }
+            put_str(out, f.publisher.as_deref().unwrap_or(""));
+            out.put_u32(len32(f.groups.len())?);
+            for (group, filter) in &f.groups {
+                put_str(out, group);
+                put_str(out, filter);
+            }
+            let mut publish = f.publish.clone();
+            publish.packet_id = None;
+            publish.qos = mqtt_codec::QoS::AtMostOnce;
+            publish.dup = false;
+            out.put_u8(f.publish.qos as u8);
+            mqtt_codec::encode(&Packet::Publish(publish), ProtocolVersion::V5, out)
+                .map_err(|e| format!("encoding a forward: {e:?}"))?;
+        }
+        PeerMessage::ForwardAck { id } => {
+            out.put_u8(FORWARD_ACK);
+            out.put_u64(*id);
+        }
+    }
+    let len = out.len() - start - 4;
+    out[start..start + 4].copy_from_slice(&len32(len)?.to_be_bytes());
+    Ok(())
+}
+
+/// Takes one whole frame from the front of `buf`: `Ok(None)` until it is all there.
+pub fn decode(buf: &mut BytesMut) -> Result<Option<PeerMessage>, String> {
+    if buf.len() < 4 {
+        return Ok(None);
+    }
+    let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    if len > FRAME_LEN_MAX {
+        return Err(format!("frame of {len} bytes is over the {FRAME_LEN_MAX}-byte limit"));
+    }
+    if buf.len() < 4 + len {
+        // No reservation for the announced length: the reader grows the buffer as bytes arrive.
+        return Ok(None);
+    }
+    buf.advance(4);
+    let mut frame = buf.split_to(len).freeze();
+    let message = decode_message(&mut frame)?;
+    if frame.has_remaining() {
+        return Err(format!("{} bytes left over after a message", frame.remaining()));
+    }
+    Ok(Some(message))
+}
+
+fn decode_message(f: &mut Bytes) -> Result<PeerMessage, String> {
+    let kind = get_u8(f)?;
+    Ok(match kind {
+        HELLO => PeerMessage::Hello {
+            protocol: get_u16(f)?,
+            cluster: get_str(f)?,
+            node: get_str(f)?,
+            incarnation: get_u64(f)?,
+        },
+        ROUTES => {
+            let epoch = get_epoch(f)?;
+            let n = get_u32(f)? as usize;
+            // Each filter takes at least its 4-byte length: a count beyond that is a lie.
+            if n > f.remaining() / 4 {
+                return Err(format!("{n} routes announced in {} bytes", f.remaining()));
+            }
+            let mut filters = Vec::with_capacity(n);
+            for _ in 0..n {
+                filters.push(get_str(f)?);
+            }
+            PeerMessage::Routes { epoch, filters }
+        }
+        ROUTE_ADD => PeerMessage::RouteAdd { epoch: get_epoch(f)?, filter: get_str(f)? },
+        ROUTE_REMOVE => PeerMessage::RouteRemove { epoch: get_epoch(f)?, filter: get_str(f)? },
+        FORWARD => {
+            let id = get_u64(f)?;
+            let ack = get_u8(f)? != 0;
+            let expires_in_ms = match get_u8(f)? {
+                0 => None,
+                _ => Some(get_u64(f)?),
+            };
+            let publisher = Some(get_str(f)?).filter(|p| !p.is_empty());
+            let n = get_u32(f)? as usize;
+            if n > f.remaining() / 8 {
+                return Err(format!("{n} groups announced in {} bytes", f.remaining()));
+            }
+            let mut groups = Vec::with_capacity(n);
+            for _ in 0..n {
+                groups.push((get_str(f)?, get_str(f)?));
+            }
+            let qos = mqtt_codec::QoS::from_u8(get_u8(f)?).ok_or("forward with QoS 3")?;
+            let mut packet = BytesMut::from(&f[..]);
+            f.advance(f.remaining());
+            let mut decoder = Decoder::with_version(ProtocolVersion::V5, u32::MAX);
+            let mut publish = match decoder.decode(&mut packet) {
+                Ok(Some(Packet::Publish(p))) if packet.is_empty() => p,
+                Ok(_) => return Err("a forward must hold exactly one PUBLISH".into()),
+                Err(e) => return Err(format!("forwarded PUBLISH: {e:?}")),
+            };
+            publish.qos = qos;
+            PeerMessage::Forward(Box::new(Forward { id, ack, expires_in_ms, publisher, groups, publish }))
+        }
+        FORWARD_ACK => PeerMessage::ForwardAck { id: get_u64(f)? },
+        other => return Err(format!("unknown message type {other}")),
+    })
+}
+
+fn len32(n: usize) -> Result<u32, String> {
+    u32::try_from(n).map_err(|_| format!("{n} does not fit a frame"))
+}
+
+fn put_str(out: &mut BytesMut, s: &str) {
+    out.put_u32(s.len() as u32);
+    out.put_slice(s.as_bytes());
+}
+
+fn put_epoch(out: &mut BytesMut, e: Epoch) {
+    out.put_u64(e.incarnation);
+    out.put_u64(e.generation);
+}
+
+fn need(f: &Bytes, n: usize) -> Result<(), String> {
+    if f.remaining() < n { Err(format!("message cut short: {n} bytes needed, {} left", f.remaining())) } else { Ok(()) }
+}
+
+fn get_u8(f: &mut Bytes) -> Result<u8, String> {
+    need(f, 1)?;
+    Ok(f.get_u8())
+}
+
+fn get_u16(f: &mut Bytes) -> Result<u16, String> {
+    need(f, 2)?;
+    Ok(f.get_u16())
+}
+
+fn get_u32(f: &mut Bytes) -> Result<u32, String> {
+    need(f, 4)?;
+    Ok(f.get_u32())
+}
+
+fn get_u64(f: &mut Bytes) -> Result<u64, String> {
+    need(f, 8)?;
+    Ok(f.get_u64())
+}
+
+fn get_epoch(f: &mut Bytes) -> Result<Epoch, String> {
+    Ok(Epoch { incarnation: get_u64(f)?, generation: get_u64(f)? })
+}
+
+fn get_str(f: &mut Bytes) -> Result<ByteString, String> {
+    let n = get_u32(f)? as usize;
+    need(f, n)?;
+    ByteString::try_from(f.split_to(n)).map_err(|_| "a string is not UTF-8".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use mqtt_codec::{PublishProperties, QoS};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn forward() -> PeerMessage {
+        PeerMessage::Forward(Box::new(Forward {
+            id: 42,
+            ack: true,
+            expires_in_ms: Some(1500),
+            publisher: Some("pub-1".into()),
+            groups: vec![("g".into(), "t/+".into())],
+            publish: Publish {
+                dup: false,
+                qos: QoS::ExactlyOnce,
+                retain: true,
+                topic: "t/a".into(),
+                packet_id: None,
+                payload: Bytes::from_static(b"hello"),
+                properties: PublishProperties {
+                    content_type: Some("text/plain".into()),
+                    user_properties: vec![("k".into(), "v".into())],
+                    ..PublishProperties::default()
+                },
+            },
+        }))
+    }
+
+    fn every_kind() -> Vec<PeerMessage> {
+        let epoch = Epoch { incarnation: 9, generation: 3 };
+        vec![
+            PeerMessage::Hello {
+                protocol: PROTOCOL_VERSION,
+                cluster: "mqtt".into(),
+                node: "n1".into(),
+                incarnation: 7,
+            },
+            PeerMessage::Routes { epoch, filters: vec!["a/#".into(), "$share/g/b".into()] },
+            PeerMessage::Routes { epoch, filters: Vec::new() },
+            PeerMessage::RouteAdd { epoch, filter: "x/+".into() },
+            PeerMessage::RouteRemove { epoch, filter: "x/+".into() },
+            forward(),
+            PeerMessage::ForwardAck { id: u64::MAX },
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips_through_one_stream() {
+        let mut stream = BytesMut::new();
+        for m in every_kind() {
+            encode(&m, &mut stream).expect("encodes");
+        }
+        for m in every_kind() {
+            assert_eq!(decode(&mut stream).expect("decodes"), Some(m));
+        }
+        assert_eq!(decode(&mut stream).expect("empty"), None);
+    }
+
+    #[test]
+    fn a_frame_arriving_byte_by_byte_decodes_once_whole() {
+        let mut whole = BytesMut::new();
+        encode(&forward(), &mut whole).expect("encodes");
+        let mut buf = BytesMut::new();
+        for (i, byte) in whole.iter().enumerate() {
+            buf.put_u8(*byte);
+            let got = decode(&mut buf).expect("no error on a prefix");
+            assert_eq!(got.is_some(), i == whole.len() - 1);
+        }
+    }
+
+    #[test]
+    fn oversized_and_lying_frames_are_errors() {
+        let mut buf = BytesMut::from(&[0xff, 0xff, 0xff, 0xff][..]);
+        assert!(decode(&mut buf).is_err());
+        // A Routes message announcing a billion filters in a few bytes.
+        let mut buf = BytesMut::new();
+        buf.put_u32(21);
+        buf.put_u8(ROUTES);
+        buf.put_u64(1);
+        buf.put_u64(1);
+        buf.put_u32(1_000_000_000);
+        assert!(decode(&mut buf).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let mut buf = BytesMut::from(&bytes[..]);
+            for _ in 0..4 {
+                match decode(&mut buf) {
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+
+        #[test]
+        fn truncated_or_corrupted_frames_never_panic(cut in 0usize..120, flip in 0usize..120, bit in 0u8..8) {
+            let mut whole = BytesMut::new();
+            encode(&forward(), &mut whole).expect("encodes");
+            let mut bytes = whole.to_vec();
+            if flip < bytes.len() {
+                bytes[flip] ^= 1 << bit;
+            }
+            bytes.truncate(cut.max(4).min(bytes.len()));
+            let _ = decode(&mut BytesMut::from(&bytes[..]));
+        }
+    }
+}

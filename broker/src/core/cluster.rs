@@ -1,0 +1,250 @@
+//! The core's side of the cluster (ALGORITHM.md, "Forwarding"): which nodes
+//! a publish goes to, the acknowledgements sync forwarding holds a
+//! publisher's PUBACK/PUBREC for, and publishes forwarded by other nodes.
+//! The shell (`crate::cluster`) carries the messages; nothing here does IO.
+
+use std::sync::Arc;
+
+use ahash::AHashMap;
+use bytestring::ByteString;
+use mqtt_codec::{Packet, Publish, QoS};
+
+use super::message::Message;
+use super::router::{ClientId, RouteChange};
+use super::{Broker, ConnId, Timer};
+use crate::cluster::routes::{NodeName, RemoteRoutes};
+use crate::cluster::wire::Forward;
+use crate::config::ForwardMode;
+use crate::seam::Millis;
+
+/// What the cluster did, for status output and metrics.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ClusterCounters {
+    /// Forwards sent (one per message and destination node).
+    pub forwarded: u64,
+    /// Forwards received from other nodes.
+    pub forwards_received: u64,
+    /// Publisher acknowledgements released because a node did not answer in time.
+    pub forward_timeouts: u64,
+    /// Publisher acknowledgements released because a node went down.
+    pub forward_released_node_down: u64,
+}
+
+/// A publisher's acknowledgement held until matched nodes accepted the message.
+#[derive(Debug)]
+struct HeldAck {
+    conn: ConnId,
+    client: ClientId,
+    response: Packet,
+    waiting: Vec<NodeName>,
+}
+
+#[derive(Debug)]
+pub struct ClusterCore {
+    node: NodeName,
+    pub remote: RemoteRoutes,
+    mode: ForwardMode,
+    forward_timeout_ms: Millis,
+    next_forward_id: u64,
+    outgoing: Vec<(NodeName, Box<Forward>)>,
+    held: AHashMap<u64, HeldAck>,
+    /// Turns through the nodes holding a shared group that has no local member.
+    group_turn: usize,
+    pub counters: ClusterCounters,
+}
+
+/// Where a routed message went.
+#[derive(Debug, Default)]
+pub(super) struct Routed {
+    /// Local sessions reached.
+    pub local: usize,
+    /// Forward id and the nodes it went to (empty when none matched).
+    pub forward_id: u64,
+    pub nodes: Vec<NodeName>,
+}
+
+impl Broker {
+    /// Makes this broker a cluster member named `node`: it records its route
+    /// changes for its peers and forwards publishes to matching nodes.
+    pub fn join_cluster(&mut self, node: NodeName, mode: ForwardMode, forward_timeout_ms: Millis) {
+        self.router.record_route_changes();
+        self.cluster = Some(Box::new(ClusterCore {
+            node,
+            remote: RemoteRoutes::default(),
+            mode,
+            forward_timeout_ms,
+            next_forward_id: 1,
+            outgoing: Vec::new(),
+            held: AHashMap::new(),
+            group_turn: 0,
+            counters: ClusterCounters::default(),
+        }));
+    }
+
+    pub fn cluster(&self) -> Option<&ClusterCore> {
+        self.cluster.as_deref()
+    }
+
+    pub fn cluster_mut(&mut self) -> Option<&mut ClusterCore> {
+        self.cluster.as_deref_mut()
+    }
+
+    /// This node's routes (for a snapshot to a peer).
+    pub fn local_routes(&self) -> Vec<ByteString> {
+        self.router.routes()
+    }
+
+    /// Route changes since the last call, in the order they happened.
+    pub fn take_route_changes(&mut self) -> Vec<RouteChange> {
+        self.router.take_route_changes()
+    }
+
+    /// Forwards to send, with their destination node.
+    pub fn take_forwards(&mut self) -> Vec<(NodeName, Box<Forward>)> {
+        self.cluster.as_mut().map(|c| std::mem::take(&mut c.outgoing)).unwrap_or_default()
+    }
+
+    /// Sends a message to the other nodes whose routes match: direct routes
+    /// each get it once; a shared group with no local member is served by one
+    /// of the nodes holding it, in turn.
+    pub(super) fn forward(&mut self, message: &Arc<Message>, now: Millis) -> (u64, Vec<NodeName>) {
+        let Some(cluster) = self.cluster.as_mut() else { return (0, Vec::new()) };
+        let matched = cluster.remote.matches(&message.topic);
+        if matched.nodes.is_empty() && matched.groups.is_empty() {
+            return (0, Vec::new());
+        }
+        let mut targets: Vec<(NodeName, Vec<(ByteString, ByteString)>)> =
+            matched.nodes.into_iter().map(|n| (n, Vec::new())).collect();
+        for (group, filter, holders) in matched.groups {
+            if self.router.has_group(&group, &filter) || holders.is_empty() {
+                continue; // Served here: local members first.
+            }
+            cluster.group_turn = cluster.group_turn.wrapping_add(1);
+            let node = holders[cluster.group_turn % holders.len()].clone();
+            match targets.iter_mut().find(|(n, _)| *n == node) {
+                Some((_, groups)) => groups.push((group, filter)),
+                None => targets.push((node, vec![(group, filter)])),
+            }
+        }
+        let id = cluster.next_forward_id;
+        cluster.next_forward_id += 1;
+        let ack = cluster.mode == ForwardMode::Sync && message.qos != QoS::AtMostOnce;
+        let publish = Publish {
+            dup: false,
+            qos: message.qos,
+            retain: message.retain,
+            topic: message.topic.clone(),
+            packet_id: None,
+            payload: message.payload.clone(),
+            properties: message.properties.clone(),
+        };
+        let mut nodes = Vec::with_capacity(targets.len());
+        for (node, groups) in targets {
+            let forward = Forward {
+                id,
+                ack,
+                expires_in_ms: message.expires_at.map(|at| at.saturating_sub(now)),
+                publisher: message.publisher.clone(),
+                groups,
+                publish: publish.clone(),
+            };
+            cluster.counters.forwarded += 1;
+            cluster.outgoing.push((node.clone(), Box::new(forward)));
+            nodes.push(node);
+        }
+        (if ack { id } else { 0 }, nodes)
+    }
+
+    /// Holds `response` (the PUBACK or PUBREC of a QoS 1/2 publish) until every
+    /// node in `nodes` acknowledged forward `id`; sends it at once when there
+    /// is nothing to wait for.
+    pub(super) fn hold_ack(&mut self, conn: ConnId, id: u64, nodes: Vec<NodeName>, response: Packet, now: Millis) {
+        let Some(cluster) = self.cluster.as_mut().filter(|_| id != 0 && !nodes.is_empty()) else {
+            return self.send(conn, response);
+        };
+        let Some(client) = self.connections.get(&conn).map(|c| c.client_id.clone()) else { return };
+        cluster.held.insert(id, HeldAck { conn, client, response, waiting: nodes });
+        let at = now + cluster.forward_timeout_ms;
+        self.arm(at, Timer::ForwardTimeout { id });
+    }
+
+    /// `node` put forward `id` in its sessions' queues.
+    pub fn forward_acked(&mut self, node: &str, id: u64) {
+        let Some(cluster) = self.cluster.as_mut() else { return };
+        let Some(held) = cluster.held.get_mut(&id) else { return };
+        held.waiting.retain(|n| n != node);
+        if held.waiting.is_empty()
+            && let Some(held) = cluster.held.remove(&id)
+        {
+            self.release(held);
+        }
+    }
+
+    /// `node` is gone: nothing it held can be lost any more, so acknowledgements waiting for it are released.
+    pub fn node_down(&mut self, node: &str) {
+        let Some(cluster) = self.cluster.as_mut() else { return };
+        let mut released = Vec::new();
+        cluster.held.retain(|_, held| {
+            let before = held.waiting.len();
+            held.waiting.retain(|n| n != node);
+            if held.waiting.len() != before {
+                cluster.counters.forward_released_node_down += 1;
+            }
+            if held.waiting.is_empty() {
+                released.push((held.conn, held.client.clone(), held.response.clone()));
+                false
+            } else {
+                true
+            }
+        });
+        for (conn, client, response) in released {
+            self.release(HeldAck { conn, client, response, waiting: Vec::new() });
+        }
+    }
+
+    pub(super) fn forward_timed_out(&mut self, id: u64) {
+        let Some(cluster) = self.cluster.as_mut() else { return };
+        if let Some(held) = cluster.held.remove(&id) {
+            cluster.counters.forward_timeouts += 1;
+            self.release(held);
+        }
+    }
+
+    /// Sends a held acknowledgement if its publisher is still on the same connection.
+    fn release(&mut self, held: HeldAck) {
+        let same = self.connections.get(&held.conn).is_some_and(|c| c.client_id == held.client);
+        if same {
+            self.send(held.conn, held.response);
+        }
+    }
+
+    /// A publish forwarded by another node: delivered to matching local
+    /// subscriptions (and only the shared groups named in it), never forwarded again.
+    pub fn handle_forward(&mut self, forward: Forward, now: Millis) {
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.counters.forwards_received += 1;
+        }
+        let Forward { expires_in_ms, publisher, groups, publish, .. } = forward;
+        let message = Arc::new(Message {
+            topic: publish.topic,
+            payload: publish.payload,
+            qos: publish.qos,
+            retain: publish.retain,
+            properties: publish.properties,
+            expires_at: expires_in_ms.map(|ms| now + ms),
+            publisher,
+        });
+        self.counters.messages_received += 1;
+        self.deliver_locally(&message, |group, filter| groups.iter().any(|(g, f)| g == group && f == filter), now);
+    }
+}
+
+impl ClusterCore {
+    pub fn node(&self) -> &NodeName {
+        &self.node
+    }
+
+    pub fn held_acks(&self) -> usize {
+        self.held.len()
+    }
+}

@@ -1,0 +1,253 @@
+//! Several sans-IO cores joined by a hand-driven "network": route changes and
+//! forwards are carried between them by the test, in order, like the peer
+//! links carry them, so each step of ALGORITHM.md can be checked exactly.
+#![allow(clippy::unwrap_used)]
+
+mod core_common;
+
+use broker::cluster::routes::{Epoch, NodeName};
+use broker::config::ForwardMode;
+use broker::core::router::RouteChange;
+use core_common::*;
+use mqtt_codec::{Packet, QoS, ReasonCode};
+
+const TIMEOUT_MS: u64 = 5_000;
+
+struct Cluster {
+    nodes: Vec<(NodeName, Harness)>,
+}
+
+impl Cluster {
+    fn new(names: &[&str], mode: ForwardMode) -> Self {
+        let mut nodes = Vec::new();
+        for name in names {
+            let mut h = Harness::new();
+            h.broker.join_cluster((*name).into(), mode, TIMEOUT_MS);
+            nodes.push(((*name).into(), h));
+        }
+        let mut cluster = Self { nodes };
+        // Every link comes up: each node sends its (empty) snapshot to every other.
+        for from in 0..cluster.nodes.len() {
+            let routes = cluster.nodes[from].1.broker.local_routes();
+            cluster.to_others(from, |dest, origin| {
+                dest.broker.cluster_mut().unwrap().remote.apply_snapshot(origin, epoch(), routes.clone());
+            });
+        }
+        cluster
+    }
+
+    fn node(&mut self, i: usize) -> &mut Harness {
+        &mut self.nodes[i].1
+    }
+
+    fn to_others(&mut self, from: usize, mut apply: impl FnMut(&mut Harness, &NodeName)) {
+        let origin = self.nodes[from].0.clone();
+        for (i, (_, h)) in self.nodes.iter_mut().enumerate() {
+            if i != from {
+                apply(h, &origin);
+            }
+        }
+    }
+
+    /// Carries every route change and forward until nothing moves; forwards
+    /// are acknowledged back unless `acks` is false.
+    fn settle(&mut self, acks: bool) {
+        loop {
+            let mut moved = false;
+            for from in 0..self.nodes.len() {
+                let changes = self.nodes[from].1.broker.take_route_changes();
+                moved |= !changes.is_empty();
+                self.to_others(from, |dest, origin| {
+                    let remote = &mut dest.broker.cluster_mut().unwrap().remote;
+                    for change in &changes {
+                        match change {
+                            RouteChange::Added(f) => remote.apply_add(origin, epoch(), f.clone()),
+                            RouteChange::Removed(f) => remote.apply_remove(origin, epoch(), f),
+                        };
+                    }
+                });
+                let forwards = self.nodes[from].1.broker.take_forwards();
+                moved |= !forwards.is_empty();
+                let origin = self.nodes[from].0.clone();
+                for (dest, forward) in forwards {
+                    let (id, ack) = (forward.id, forward.ack);
+                    let d = self.nodes.iter().position(|(n, _)| *n == dest).expect("a known node");
+                    let now = self.nodes[d].1.now;
+                    self.nodes[d].1.broker.handle_forward(*forward, now);
+                    if ack && acks {
+                        self.nodes[from].1.broker.forward_acked(&dest, id);
+                    }
+                }
+                let _ = origin;
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+}
+
+fn epoch() -> Epoch {
+    Epoch { incarnation: 1, generation: 1 }
+}
+
+fn payloads(packets: &[Packet]) -> Vec<String> {
+    packets
+        .iter()
+        .filter_map(|p| match p {
+            Packet::Publish(p) => Some(String::from_utf8_lossy(&p.payload).into_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn acks(packets: &[Packet]) -> Vec<ReasonCode> {
+    packets
+        .iter()
+        .filter_map(|p| match p {
+            Packet::PubAck(a) | Packet::PubRec(a) => Some(a.reason_code),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_publish_reaches_subscribers_on_every_node_once_and_is_acknowledged_after_they_accepted_it() {
+    let mut c = Cluster::new(&["n1", "n2", "n3"], ForwardMode::Sync);
+    let (s2, _) = c.node(1).connect(v5("s2"));
+    let (s3, _) = c.node(2).connect(v5("s3"));
+    let (p1, _) = c.node(0).connect(v5("p1"));
+    c.node(1).send(s2, subscribe(1, &[("t/#", QoS::AtLeastOnce)]));
+    c.node(2).send(s3, subscribe(1, &[("t/a", QoS::AtLeastOnce), ("t/+", QoS::AtLeastOnce)]));
+    c.settle(true);
+
+    let sent = c.node(0).send(p1, publish("t/a", "m1", QoS::AtLeastOnce, 1));
+    assert!(acks(&sent).is_empty(), "the PUBACK waits for the other nodes: {sent:?}");
+    c.settle(true);
+    assert_eq!(acks(&c.node(0).take(p1)), vec![ReasonCode::SUCCESS]);
+    assert_eq!(payloads(&c.node(1).take(s2)), vec!["m1"]);
+    // Two overlapping subscriptions on n3 still give one copy (one forward per node).
+    assert_eq!(payloads(&c.node(2).take(s3)), vec!["m1"]);
+    let counters = c.node(0).broker.cluster().unwrap().counters.clone();
+    assert_eq!(counters.forwarded, 2);
+}
+
+#[test]
+fn a_topic_no_node_routes_is_not_forwarded_and_reports_no_subscribers() {
+    let mut c = Cluster::new(&["n1", "n2"], ForwardMode::Sync);
+    let (s2, _) = c.node(1).connect(v5("s2"));
+    c.node(1).send(s2, subscribe(1, &[("other", QoS::AtLeastOnce)]));
+    c.settle(true);
+    let (p1, _) = c.node(0).connect(v5("p1"));
+    let sent = c.node(0).send(p1, publish("t/a", "m", QoS::AtLeastOnce, 1));
+    assert_eq!(acks(&sent), vec![ReasonCode::NO_MATCHING_SUBSCRIBERS]);
+    assert!(c.node(0).broker.take_forwards().is_empty());
+}
+
+#[test]
+fn unsubscribing_the_last_local_subscription_withdraws_the_route() {
+    let mut c = Cluster::new(&["n1", "n2"], ForwardMode::Sync);
+    let (a, _) = c.node(1).connect(v5("a"));
+    let (b, _) = c.node(1).connect(v5("b"));
+    c.node(1).send(a, subscribe(1, &[("t/+", QoS::AtMostOnce)]));
+    c.node(1).send(b, subscribe(1, &[("t/+", QoS::AtMostOnce)]));
+    c.settle(true);
+    c.node(1).drop_connection(a);
+    c.settle(true);
+    assert_eq!(c.node(0).broker.cluster().unwrap().remote.filters_of("n2"), vec![bytestring::ByteString::from("t/+")]);
+    c.node(1).send(
+        b,
+        Packet::Unsubscribe(mqtt_codec::Unsubscribe {
+            packet_id: pid(2),
+            filters: vec!["t/+".into()],
+            user_properties: Vec::new(),
+        }),
+    );
+    c.settle(true);
+    assert!(c.node(0).broker.cluster().unwrap().remote.filters_of("n2").is_empty());
+}
+
+#[test]
+fn a_held_acknowledgement_is_released_when_the_node_goes_down_or_times_out() {
+    let mut c = Cluster::new(&["n1", "n2"], ForwardMode::Sync);
+    let (s2, _) = c.node(1).connect(v5("s2"));
+    c.node(1).send(s2, subscribe(1, &[("t", QoS::ExactlyOnce)]));
+    c.settle(true);
+    let (p1, _) = c.node(0).connect(v5("p1"));
+
+    // Node down: the QoS 2 PUBREC goes out.
+    c.node(0).send(p1, publish("t", "a", QoS::ExactlyOnce, 1));
+    c.settle(false);
+    assert!(acks(&c.node(0).take(p1)).is_empty());
+    c.node(0).broker.node_down("n2");
+    assert_eq!(acks(&c.node(0).take(p1)), vec![ReasonCode::SUCCESS]);
+
+    // Silence: the PUBACK goes out when forward_timeout_ms has passed, and is counted.
+    c.node(0).send(p1, publish("t", "b", QoS::AtLeastOnce, 2));
+    c.settle(false);
+    c.node(0).advance(TIMEOUT_MS - 1);
+    assert!(acks(&c.node(0).take(p1)).is_empty());
+    c.node(0).advance(1);
+    assert_eq!(acks(&c.node(0).take(p1)), vec![ReasonCode::SUCCESS]);
+    assert_eq!(c.node(0).broker.cluster().unwrap().counters.forward_timeouts, 1);
+}
+
+#[test]
+fn async_forwarding_acknowledges_at_once() {
+    let mut c = Cluster::new(&["n1", "n2"], ForwardMode::Async);
+    let (s2, _) = c.node(1).connect(v5("s2"));
+    c.node(1).send(s2, subscribe(1, &[("t", QoS::AtLeastOnce)]));
+    c.settle(true);
+    let (p1, _) = c.node(0).connect(v5("p1"));
+    assert_eq!(acks(&c.node(0).send(p1, publish("t", "m", QoS::AtLeastOnce, 1))), vec![ReasonCode::SUCCESS]);
+    c.settle(false);
+    assert_eq!(payloads(&c.node(1).take(s2)), vec!["m"]);
+}
+
+#[test]
+fn a_shared_group_gets_one_copy_cluster_wide_preferring_local_members() {
+    let mut c = Cluster::new(&["n1", "n2", "n3"], ForwardMode::Sync);
+    let (m2, _) = c.node(1).connect(v5("m2"));
+    let (m3, _) = c.node(2).connect(v5("m3"));
+    c.node(1).send(m2, subscribe(1, &[("$share/g/t/+", QoS::AtLeastOnce)]));
+    c.node(2).send(m3, subscribe(1, &[("$share/g/t/+", QoS::AtLeastOnce)]));
+    c.settle(true);
+    let (p1, _) = c.node(0).connect(v5("p1"));
+    for i in 0..4u16 {
+        c.node(0).send(p1, publish("t/x", &format!("m{i}"), QoS::AtLeastOnce, i + 1));
+        c.settle(true);
+    }
+    let on2 = payloads(&c.node(1).take(m2));
+    let on3 = payloads(&c.node(2).take(m3));
+    assert_eq!(on2.len() + on3.len(), 4, "one copy per message: {on2:?} {on3:?}");
+    assert!(!on2.is_empty() && !on3.is_empty(), "the group is served in turn by both nodes");
+
+    // A local member takes the group's messages; the remote members get none.
+    let (m1, _) = c.node(0).connect(v5("m1"));
+    c.node(0).send(m1, subscribe(1, &[("$share/g/t/+", QoS::AtLeastOnce)]));
+    c.settle(true);
+    c.node(0).send(p1, publish("t/x", "local", QoS::AtLeastOnce, 9));
+    c.settle(true);
+    assert_eq!(payloads(&c.node(0).take(m1)), vec!["local"]);
+    assert!(payloads(&c.node(1).take(m2)).is_empty() && payloads(&c.node(2).take(m3)).is_empty());
+}
+
+#[test]
+fn a_forwarded_message_keeps_its_properties_and_remaining_expiry() {
+    let mut c = Cluster::new(&["n1", "n2"], ForwardMode::Sync);
+    let (s2, _) = c.node(1).connect(v5("s2"));
+    c.node(1).send(s2, subscribe(1, &[("t", QoS::AtLeastOnce)]));
+    c.settle(true);
+    let (p1, _) = c.node(0).connect(v5("p1"));
+    let mut packet = publish("t", "m", QoS::AtLeastOnce, 1);
+    if let Packet::Publish(p) = &mut packet {
+        p.properties.message_expiry_interval = Some(60);
+        p.properties.content_type = Some("text/plain".into());
+    }
+    c.node(0).send(p1, packet);
+    c.settle(true);
+    let got = c.node(1).take(s2);
+    let Some(Packet::Publish(p)) = got.iter().find(|p| matches!(p, Packet::Publish(_))) else { panic!("{got:?}") };
+    assert_eq!(p.properties.content_type.as_deref(), Some("text/plain"));
+    assert_eq!(p.properties.message_expiry_interval, Some(60));
+}
