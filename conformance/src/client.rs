@@ -165,6 +165,25 @@ impl Client {
         drop(self);
     }
 
+    /// Closes the connection as a client must after sending DISCONNECT
+    /// (3.1.1 MQTT-3.14.4-1, 5.0 MQTT-3.14.4-2): shuts down the sending side,
+    /// then waits up to `within` for the server to close its side, which it
+    /// does once it has read the DISCONNECT and the end of the stream. A case
+    /// that connects again with the same client id then does not race the
+    /// server's handling of this close. Returns whether the server closed in time.
+    pub async fn close(mut self, within: Duration) -> bool {
+        let _ = self.stream.shutdown().await;
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.recv(left).await {
+                Ok(Event::Closed) | Err(_) => return true,
+                Ok(Event::Silent) => return false,
+                Ok(Event::Frame(_)) => {}
+            }
+        }
+    }
+
     /// Unparsed bytes received but not yet split into frames, for messages.
     pub fn pending_hex(&self) -> String {
         hex(&self.buf)

@@ -371,4 +371,15 @@ impl Properties {
             .filter_map(|(_, v)| if let Value::Pair(k, v) = v { Some((k.clone(), v.clone())) } else { None })
             .collect()
     }
+
+    /// Whether these properties carry every User Property of `sent`, unaltered
+    /// and in the same order (repeats included), as a server forwards them
+    /// (5.0 MQTT-3.3.2-17, MQTT-3.3.2-18, MQTT-3.1.3-10). User Properties the
+    /// server adds of its own, wherever they stand, are allowed: those
+    /// statements only protect the ones the publisher sent.
+    pub fn keeps_user_properties(&self, sent: &[(&str, &str)]) -> bool {
+        let mut forwarded =
+            self.0.iter().filter_map(|(_, v)| if let Value::Pair(k, v) = v { Some((k, v)) } else { None });
+        sent.iter().all(|(key, value)| forwarded.any(|(k, v)| k == key && v == value))
+    }
 }

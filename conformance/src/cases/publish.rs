@@ -93,11 +93,10 @@ async fn resume(ctx: &Ctx, b: &ConnectBuilder) -> R<Client> {
 async fn leave(mut c: Client) {
     let v = c.version;
     let _ = c.send(&packets::disconnect(v, 0, Props::new())).await;
-    // Wait (briefly) until the server has processed the DISCONNECT and closed:
-    // otherwise a message published next on another connection may still be
-    // routed to this one.
-    let _ = c.expect_closed(Duration::from_secs(1)).await;
-    c.drop_connection();
+    // Close, and wait (briefly) until the server has processed the DISCONNECT
+    // and the close: otherwise a message published next on another connection
+    // may still be routed to this one, or a reconnection may find it open.
+    c.close(Duration::from_secs(1)).await;
 }
 
 /// Ends a session left by a case (best effort).
@@ -392,6 +391,12 @@ async fn qos1_reused_id_is_new_message(ctx: Ctx) -> CaseResult {
     Ok(())
 }
 
+/// A QoS 2 PUBLISH sent again (DUP 1) before its PUBREL is answered with
+/// PUBREC and not delivered twice. In 5.0 a client may resend only on
+/// reconnection (MQTT-4.4.0-1), so on the same connection the second PUBLISH
+/// is the client's mistake: PUBREC 0x91 (Packet Identifier in use) describes it
+/// and is still a PUBREC, so a 5.0 server may answer with it; the first flow
+/// goes on either way.
 async fn qos2_duplicate_delivered_once(ctx: Ctx) -> CaseResult {
     need_qos(&ctx, 2)?;
     let topic = ctx.topic("q2dup");
@@ -401,7 +406,18 @@ async fn qos2_duplicate_delivered_once(ctx: Ctx) -> CaseResult {
     p.send(&packets::publish(ctx.version, &topic, b"once", 2, false, 9, Props::new())).await?;
     expect_ack(&mut p, kind::PUBREC, 9).await?;
     p.send(&packets::publish_flags(ctx.version, &topic, b"once", 2, false, true, 9, Props::new())).await?;
-    expect_ack(&mut p, kind::PUBREC, 9).await?;
+    if ctx.version.is_v5() {
+        let frame = p.expect(kind::PUBREC).await?;
+        let rec = packets::parse_ack(&frame, ctx.version)?;
+        ensure!(
+            rec.packet_id == 9 && frame.flags == 0 && (rec.reason < 0x80 || rec.reason == 0x91),
+            "expected PUBREC for packet identifier 9 with a success reason code or 0x91 (Packet Identifier in \
+             use), got {frame:?}"
+        );
+        ensure!(PUBACK_CODES.contains(&rec.reason), "PUBREC carries a reason code not allowed for it: {frame:?}");
+    } else {
+        expect_ack(&mut p, kind::PUBREC, 9).await?;
+    }
     p.send(&packets::ack(kind::PUBREL, 9)).await?;
     expect_ack(&mut p, kind::PUBCOMP, 9).await?;
     let got = receive_quiet(&mut s, 1).await?;
@@ -888,8 +904,26 @@ async fn error_ack_not_resent(ctx: Ctx) -> CaseResult {
     publish(&mut p, &topic, b"refused2", 2, false, 2, Props::new()).await?;
     let m2 = s.expect_publish().await?;
     ensure!(m2.qos == 2, "expected a QoS 2 PUBLISH, got {}", show(&m2));
-    s.send(&packets::ack_with_reason(kind::PUBREC, m2.packet_id.unwrap_or(0), 0x80)).await?;
-    quiet(&mut s, SILENCE_WAIT, "no PUBREL follows a PUBREC with reason code 0x80").await?;
+    let id2 = m2.packet_id.unwrap_or(0);
+    s.send(&packets::ack_with_reason(kind::PUBREC, id2, 0x80)).await?;
+    // The PUBREC with 0x80 ends that flow: no statement forbids a PUBREL for
+    // it (MQTT-4.3.3-4 requires one only after a success code), so one is
+    // answered as an unknown identifier; only a resent PUBLISH fails.
+    match s.recv(SILENCE_WAIT).await? {
+        Event::Silent => {}
+        Event::Frame(frame) if frame.kind == kind::PUBREL => {
+            let rel = packets::parse_ack(&frame, ctx.version)?;
+            ensure!(rel.packet_id == id2, "expected nothing, or a PUBREL for packet identifier {id2}, got {frame:?}");
+            s.send(&packets::ack_with_reason(kind::PUBCOMP, id2, 0x92)).await?;
+            quiet(&mut s, SILENCE_WAIT, "both messages count as acknowledged").await?;
+        }
+        Event::Frame(frame) => {
+            return Err(Failure::Fail(format!(
+                "expected nothing after PUBACK and PUBREC with reason code 0x80 (the messages count as acknowledged), got {frame:?}"
+            )));
+        }
+        Event::Closed => return Err("expected silence, but the server closed the connection".into()),
+    }
     leave(s).await;
     let mut s = resume(&ctx, &b).await?;
     quiet(&mut s, Duration::from_secs(1), "messages refused with reason code 0x80 count as acknowledged").await?;
@@ -1160,19 +1194,35 @@ async fn retained_replaced_by_qos0(ctx: Ctx) -> CaseResult {
     let (mut p, _) = ctx.connect("pub").await?;
     publish(&mut p, &topic, b"old", 1, true, 1, Props::new()).await?;
     publish(&mut p, &topic, b"new", 0, true, 0, Props::new()).await?;
-    // QoS 0 has no acknowledgement: a PINGRESP shows the server has read the PUBLISH
-    // (packets of one connection are handled in order) before the other client subscribes.
+    // QoS 0 has no acknowledgement: a PINGRESP shows the server has read the
+    // PUBLISH before the other client subscribes, but a server may route it
+    // later and handle the SUBSCRIBE first. The subscriber then gets "old" as
+    // the retained message and "new" as a live one (RETAIN 0): that shows only
+    // the order, and a second subscriber, once "new" was routed, decides.
     p.send(&packets::pingreq()).await?;
     p.expect(kind::PINGRESP).await?;
-    let (mut s, _) = ctx.connect("sub").await?;
-    let (_, mut got) = subscribe_opts(&mut s, 1, &topic, 1).await?;
-    got.extend(receive_quiet(&mut s, 0).await?);
-    ensure!(
-        got.len() <= 1 && got.iter().all(|m| text(m) == "new" && m.qos == 0),
-        "a QoS 0 retained message must replace the older one (it may itself be discarded): expected \"new\" at QoS 0 or nothing, got [{}]",
-        show_all(&got)
-    );
-    leave(s).await;
+    let mut subscribers = Vec::new();
+    for name in ["sub", "sub2"] {
+        let (mut s, _) = ctx.connect(name).await?;
+        let (_, mut got) = subscribe_opts(&mut s, 1, &topic, 1).await?;
+        got.extend(receive_quiet(&mut s, 0).await?);
+        subscribers.push(s);
+        let first_subscribed_first = name == "sub"
+            && matches!(got.as_slice(), [old, live] if text(old) == "old" && old.retain
+                && text(live) == "new" && !live.retain && live.qos == 0);
+        if first_subscribed_first {
+            continue;
+        }
+        ensure!(
+            got.len() <= 1 && got.iter().all(|m| text(m) == "new" && m.qos == 0),
+            "a QoS 0 retained message must replace the older one (it may itself be discarded): expected \"new\" at QoS 0 or nothing, got [{}]",
+            show_all(&got)
+        );
+        break;
+    }
+    for s in subscribers {
+        leave(s).await;
+    }
     clear_retained(&ctx, &topic).await;
     leave(p).await;
     Ok(())
@@ -1315,13 +1365,11 @@ fn check_rich(ctx: &Ctx, m: &Publish) -> CaseResult {
         "Correlation Data not forwarded unaltered: {}",
         show(m)
     );
-    let expected: Vec<(String, String)> = [("k", "1"), ("a", "2"), ("k", "3"), ("empty", "")]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let expected = [("k", "1"), ("a", "2"), ("k", "3"), ("empty", "")];
     ensure!(
-        p.user_properties() == expected,
-        "User Properties not forwarded unaltered and in order: expected {expected:?}, got {:?}",
+        p.keeps_user_properties(&expected),
+        "User Properties not forwarded unaltered and in order: expected {expected:?} (in this order, among any the \
+         server adds), got {:?}",
         p.user_properties()
     );
     Ok(())
