@@ -267,6 +267,12 @@ impl Config {
             if cluster.name.is_empty() {
                 return fail("[cluster] name is empty".into());
             }
+            if self.node.name.is_empty() || self.node.name.len() > 255 {
+                return fail(format!(
+                    "[node] name {:?}: a cluster member needs a name of 1 to 255 bytes, unique in its cluster",
+                    self.node.name
+                ));
+            }
             if cluster.discovery == Discovery::Dns && cluster.dns_name.is_none() {
                 return fail("[cluster] discovery = \"dns\" needs dns_name".into());
             }

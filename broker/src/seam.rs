@@ -79,9 +79,30 @@ pub trait Listener: Send + 'static {
     fn local_addr(&self) -> io::Result<SocketAddr>;
 }
 
-/// The network: binds listeners (and, for the cluster, will connect to peers).
+/// A bound datagram (UDP) socket: cluster membership talks over it.
+///
+/// Both calls take `&self`, so one task can wait to receive while another
+/// sends. `recv_from` must be cancel safe (a `select!` drops it when a timer
+/// fires first): a datagram is either returned or left in the socket.
+pub trait Datagram: Send + Sync + 'static {
+    /// Sends one datagram; returns the bytes sent.
+    fn send_to<'a>(&'a self, data: &'a [u8], to: SocketAddr) -> BoxFuture<'a, io::Result<usize>>;
+    /// Receives one datagram into `buf` (a longer one is truncated to `buf.len()`).
+    fn recv_from<'a>(&'a self, buf: &'a mut [u8]) -> BoxFuture<'a, io::Result<(usize, SocketAddr)>>;
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+}
+
+/// The network: stream listeners and connections (clients, peer links),
+/// datagrams (membership) and name resolution (seeds, DNS discovery).
 pub trait Network: Send + Sync + 'static {
+    /// Binds a stream listener.
     fn bind(&self, addr: SocketAddr) -> BoxFuture<'_, io::Result<Box<dyn Listener>>>;
+    /// Opens a stream to `addr` (with Nagle's algorithm off).
+    fn connect(&self, addr: SocketAddr) -> BoxFuture<'_, io::Result<Box<dyn Stream>>>;
+    /// Binds a datagram socket.
+    fn bind_datagram(&self, addr: SocketAddr) -> BoxFuture<'_, io::Result<Box<dyn Datagram>>>;
+    /// Resolves `"host:port"` (a name or an IP literal) to its addresses.
+    fn resolve<'a>(&'a self, host_port: &'a str) -> BoxFuture<'a, io::Result<Vec<SocketAddr>>>;
 }
 
 /// Spawns tasks. Production uses tokio's scheduler; a simulation can use its own.
@@ -139,12 +160,48 @@ impl Listener for TokioListener {
     }
 }
 
+struct TokioDatagram(tokio::net::UdpSocket);
+
+impl Datagram for TokioDatagram {
+    fn send_to<'a>(&'a self, data: &'a [u8], to: SocketAddr) -> BoxFuture<'a, io::Result<usize>> {
+        Box::pin(self.0.send_to(data, to))
+    }
+
+    fn recv_from<'a>(&'a self, buf: &'a mut [u8]) -> BoxFuture<'a, io::Result<(usize, SocketAddr)>> {
+        // tokio's `recv_from` is cancel safe, and so is this wrapper.
+        Box::pin(self.0.recv_from(buf))
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
 impl Network for TokioNetwork {
     fn bind(&self, addr: SocketAddr) -> BoxFuture<'_, io::Result<Box<dyn Listener>>> {
         Box::pin(async move {
             let listener = tokio::net::TcpListener::bind(addr).await?;
             Ok(Box::new(TokioListener(listener)) as Box<dyn Listener>)
         })
+    }
+
+    fn connect(&self, addr: SocketAddr) -> BoxFuture<'_, io::Result<Box<dyn Stream>>> {
+        Box::pin(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            Ok(Box::new(stream) as Box<dyn Stream>)
+        })
+    }
+
+    fn bind_datagram(&self, addr: SocketAddr) -> BoxFuture<'_, io::Result<Box<dyn Datagram>>> {
+        Box::pin(async move {
+            let socket = tokio::net::UdpSocket::bind(addr).await?;
+            Ok(Box::new(TokioDatagram(socket)) as Box<dyn Datagram>)
+        })
+    }
+
+    fn resolve<'a>(&'a self, host_port: &'a str) -> BoxFuture<'a, io::Result<Vec<SocketAddr>>> {
+        Box::pin(async move { Ok(tokio::net::lookup_host(host_port).await?.collect()) })
     }
 }
 

@@ -29,7 +29,7 @@ impl Cluster {
         // Every link comes up: each node sends its (empty) snapshot to every other.
         for from in 0..cluster.nodes.len() {
             let routes = cluster.nodes[from].1.broker.local_routes();
-            cluster.to_others(from, |dest, origin| {
+            cluster.for_others(from, |dest, origin| {
                 dest.broker.cluster_mut().unwrap().remote.apply_snapshot(origin, epoch(), routes.clone());
             });
         }
@@ -40,7 +40,7 @@ impl Cluster {
         &mut self.nodes[i].1
     }
 
-    fn to_others(&mut self, from: usize, mut apply: impl FnMut(&mut Harness, &NodeName)) {
+    fn for_others(&mut self, from: usize, mut apply: impl FnMut(&mut Harness, &NodeName)) {
         let origin = self.nodes[from].0.clone();
         for (i, (_, h)) in self.nodes.iter_mut().enumerate() {
             if i != from {
@@ -57,7 +57,7 @@ impl Cluster {
             for from in 0..self.nodes.len() {
                 let changes = self.nodes[from].1.broker.take_route_changes();
                 moved |= !changes.is_empty();
-                self.to_others(from, |dest, origin| {
+                self.for_others(from, |dest, origin| {
                     let remote = &mut dest.broker.cluster_mut().unwrap().remote;
                     for change in &changes {
                         match change {

@@ -1,8 +1,33 @@
 //! The masterless cluster (see ALGORITHM.md): membership, peer links, the
 //! replicated route table and forwarding.
 //!
+//! - `membership`: who is in the cluster and alive (SWIM with foca, sans-IO),
+//!   and its tokio driver over a UDP socket of the network seam.
 //! - `routes`: the other nodes' routes as this node holds them (sans-IO).
 //! - `wire`: the peer-link messages and their frames (sans-IO).
+//! - `link`: outbound and inbound peer links.
+//! - `node`: the member's shell: starts the rest, follows membership, feeds the links.
 
+pub mod link;
+pub mod membership;
+pub mod node;
 pub mod routes;
 pub mod wire;
+
+use bytestring::ByteString;
+
+use crate::core::cluster::ClusterCounters;
+
+/// A node's view of the cluster (for `broker ctl cluster status` and tests).
+#[derive(Debug, Clone)]
+pub struct ClusterStatus {
+    pub node: String,
+    pub incarnation: u64,
+    /// (name, incarnation, outbound link up)
+    pub peers: Vec<(String, u64, bool)>,
+    pub local_routes: Vec<ByteString>,
+    /// Per origin, the routes held for it.
+    pub remote_routes: Vec<(String, Vec<ByteString>)>,
+    pub counters: ClusterCounters,
+    pub forwards_dropped: u64,
+}

@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, watch};
 
 use crate::auth::{AnonymousOnly, Authenticator};
+use crate::cluster::node::{ClusterShell, dispatch_from};
 use crate::config::Config;
 use crate::core::{Broker, Counters, Waker};
 use crate::seam::{self, Listener, Millis, Runtime};
@@ -35,6 +36,8 @@ pub(crate) struct Shared {
     pub live_connections: AtomicUsize,
     /// Flips to true once shutdown starts.
     pub shutting_down: watch::Sender<bool>,
+    /// Set when this node is a cluster member.
+    pub cluster: Option<Arc<ClusterShell>>,
 }
 
 impl Shared {
@@ -49,6 +52,10 @@ impl Shared {
             let mut broker = self.broker.lock();
             let now = self.now();
             let result = f(&mut broker, now);
+            if let Some(cluster) = &self.cluster {
+                // Under the lock: route deltas must reach the links in the order the router made them.
+                dispatch_from(&mut broker, cluster);
+            }
             (result, broker.drain_wakeups(), broker.poll_timeout())
         };
         for waker in wakers {
@@ -67,6 +74,8 @@ impl Shared {
 pub struct Server {
     shared: Arc<Shared>,
     local_addr: SocketAddr,
+    /// The peer address, when this node is a cluster member.
+    cluster_addr: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Server {
@@ -90,7 +99,15 @@ impl Server {
     ) -> io::Result<Self> {
         let listener = runtime.network.bind(config.listeners.tcp.bind).await?;
         let local_addr = listener.local_addr()?;
-        let broker = Broker::new(config.mqtt.clone(), seam::rng(config.node.rng_seed));
+        let mut rng = seam::rng(config.node.rng_seed);
+        // A restart is a new incarnation (ALGORITHM.md, "Nodes"); drawn before the core takes the RNG.
+        let incarnation = rand::Rng::random::<u64>(&mut rng);
+        let mut broker = Broker::new(config.mqtt.clone(), rng);
+        let cluster = config.cluster.clone().map(|c| {
+            let node = bytestring::ByteString::from(config.node.name.clone());
+            broker.join_cluster(node.clone(), c.forward, c.forward_timeout_ms);
+            Arc::new(ClusterShell::new(node, incarnation, c))
+        });
         let shared = Arc::new(Shared {
             broker: Mutex::new(broker),
             runtime: runtime.clone(),
@@ -101,15 +118,48 @@ impl Server {
             next_conn_id: AtomicU64::new(1),
             live_connections: AtomicUsize::new(0),
             shutting_down: watch::channel(false).0,
+            cluster,
         });
         runtime.spawn(accept_loop(Arc::clone(&shared), listener));
         runtime.spawn(timer_loop(Arc::clone(&shared)));
+        let cluster_addr = match &shared.cluster {
+            Some(_) => Some(crate::cluster::node::start(Arc::clone(&shared)).await?),
+            None => None,
+        };
         tracing::info!(node = %shared.config.node.name, listener = %local_addr, "broker listening (mqtt tcp)");
-        Ok(Self { shared, local_addr })
+        Ok(Self { shared, local_addr, cluster_addr })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The cluster peer address (UDP membership, TCP links), when clustered.
+    pub fn cluster_addr(&self) -> Option<SocketAddr> {
+        self.cluster_addr
+    }
+
+    /// The cluster as this node sees it, when clustered.
+    pub fn cluster_status(&self) -> Option<crate::cluster::ClusterStatus> {
+        let shell = self.shared.cluster.as_ref()?;
+        let broker = self.shared.broker.lock();
+        let core = broker.cluster()?;
+        let mut remote_routes: Vec<_> =
+            core.remote.origins().map(|o| (o.to_string(), core.remote.filters_of(o))).collect();
+        remote_routes.sort();
+        Some(crate::cluster::ClusterStatus {
+            node: shell.node.to_string(),
+            incarnation: shell.incarnation,
+            peers: shell.peers().into_iter().map(|(n, i, up)| (n.to_string(), i, up)).collect(),
+            local_routes: {
+                let mut r = broker.local_routes();
+                r.sort();
+                r
+            },
+            remote_routes,
+            counters: core.counters.clone(),
+            forwards_dropped: shell.forwards_dropped.load(Ordering::Relaxed),
+        })
     }
 
     /// What the core has counted so far.
@@ -125,6 +175,9 @@ impl Server {
     /// Stops accepting, sends MQTT 5 clients DISCONNECT 0x8B, waits for
     /// connections to flush and close (bounded), and returns.
     pub async fn shutdown(&self) {
+        if let Some(cluster) = &self.shared.cluster {
+            cluster.leave();
+        }
         self.shared.shutting_down.send_replace(true);
         self.shared.with_broker(|broker, _| broker.shutdown());
         let deadline = self.shared.now() + SHUTDOWN_FLUSH_MAX_MS;

@@ -1,0 +1,281 @@
+//! Peer links (ALGORITHM.md, "Peer links"): the outbound link to one peer
+//! carries this node's snapshot, route deltas and forwards, and reads back
+//! the peer's forward acknowledgements; an inbound link applies what a peer
+//! sends and acknowledges its forwards.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use parking_lot::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{Notify, watch};
+
+use super::routes::{Epoch, NodeName};
+use super::wire::{self, Forward, PeerMessage};
+use crate::core::router::RouteChange;
+use crate::seam::Stream;
+use crate::server::Shared;
+
+/// Forwards waiting for one link; beyond this they are dropped and counted.
+pub const LINK_FORWARDS_MAX: usize = 10_000;
+/// Route deltas waiting for one link; beyond this they are replaced by a fresh snapshot.
+pub const LINK_DELTAS_MAX: usize = 100_000;
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Bytes written to the socket at once.
+const WRITE_BATCH_MAX: usize = 256 * 1024;
+
+/// What waits to go out on one link. Filled by the dispatcher under the
+/// broker lock, so deltas queue in the order the router made them.
+#[derive(Debug, Default)]
+pub struct LinkQueue {
+    deltas: Vec<RouteChange>,
+    /// Deltas were dropped: the link must send a fresh snapshot.
+    needs_snapshot: bool,
+    forwards: VecDeque<Box<Forward>>,
+}
+
+/// The outbound link to one peer, as the rest of the node sees it.
+#[derive(Debug)]
+pub struct Link {
+    pub peer: NodeName,
+    pub incarnation: u64,
+    queue: Mutex<LinkQueue>,
+    ready: Notify,
+    pub connected: AtomicBool,
+    stop: watch::Sender<bool>,
+}
+
+impl Link {
+    pub fn new(peer: NodeName, incarnation: u64) -> Arc<Self> {
+        Arc::new(Self {
+            peer,
+            incarnation,
+            queue: Mutex::new(LinkQueue::default()),
+            ready: Notify::new(),
+            connected: AtomicBool::new(false),
+            stop: watch::channel(false).0,
+        })
+    }
+
+    /// Queues route deltas; called under the broker lock.
+    pub fn push_deltas(&self, changes: &[RouteChange]) {
+        let mut q = self.queue.lock();
+        if q.needs_snapshot {
+            return; // The coming snapshot will include these.
+        }
+        if q.deltas.len() + changes.len() > LINK_DELTAS_MAX {
+            q.deltas.clear();
+            q.needs_snapshot = true;
+        } else {
+            q.deltas.extend_from_slice(changes);
+        }
+        drop(q);
+        self.ready.notify_one();
+    }
+
+    /// Queues a forward; false (and nothing queued) when the queue is full.
+    pub fn push_forward(&self, forward: Box<Forward>) -> bool {
+        let mut q = self.queue.lock();
+        if q.forwards.len() >= LINK_FORWARDS_MAX {
+            return false;
+        }
+        q.forwards.push_back(forward);
+        drop(q);
+        self.ready.notify_one();
+        true
+    }
+
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
+        self.ready.notify_one();
+    }
+
+    fn stopped(&self) -> bool {
+        *self.stop.borrow()
+    }
+}
+
+/// Keeps the link to `link.peer` at `addr` up until it is stopped: dial,
+/// Hello, snapshot, then deltas and forwards as they come.
+pub(crate) async fn run_outbound(shared: Arc<Shared>, link: Arc<Link>, addr: std::net::SocketAddr) {
+    let Some(cluster) = shared.cluster.clone() else { return };
+    let mut backoff = BACKOFF_MIN;
+    while !link.stopped() {
+        match shared.runtime.network.connect(addr).await {
+            Ok(stream) => {
+                backoff = BACKOFF_MIN;
+                let generation = cluster.next_generation();
+                let outcome = serve_outbound(&shared, &link, stream, generation).await;
+                link.connected.store(false, Ordering::Release);
+                // Forwards in flight on the broken link may be lost with it: nobody will acknowledge them.
+                shared.with_broker(|broker, _| broker.node_down(&link.peer));
+                if let Err(error) = outcome {
+                    tracing::info!(peer = %link.peer, %error, "peer link closed");
+                }
+            }
+            Err(error) => tracing::debug!(peer = %link.peer, %addr, %error, "peer link: dial failed"),
+        }
+        if link.stopped() {
+            break;
+        }
+        let mut stop = link.stop.subscribe();
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+async fn serve_outbound(
+    shared: &Arc<Shared>,
+    link: &Link,
+    stream: Box<dyn Stream>,
+    generation: u64,
+) -> Result<(), String> {
+    let Some(cluster) = shared.cluster.clone() else { return Ok(()) };
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let mut out = BytesMut::new();
+    let hello = PeerMessage::Hello {
+        protocol: wire::PROTOCOL_VERSION,
+        cluster: cluster.cluster_name.clone(),
+        node: cluster.node.clone(),
+        incarnation: cluster.incarnation,
+    };
+    wire::encode(&hello, &mut out)?;
+    let epoch = Epoch { incarnation: cluster.incarnation, generation };
+    // The snapshot and the queue reset happen under the broker lock, so every
+    // delta after this point is one the snapshot does not contain.
+    let routes = shared.with_broker(|broker, _| {
+        let mut q = link.queue.lock();
+        q.deltas.clear();
+        q.needs_snapshot = false;
+        broker.local_routes()
+    });
+    wire::encode(&PeerMessage::Routes { epoch, filters: routes }, &mut out)?;
+    writer.write_all(&out).await.map_err(|e| e.to_string())?;
+    out.clear();
+    link.connected.store(true, Ordering::Release);
+    tracing::info!(peer = %link.peer, generation, "peer link up");
+
+    let peer = link.peer.clone();
+    let acks_shared = Arc::clone(shared);
+    let acks = async move {
+        let mut buf = BytesMut::with_capacity(4096);
+        loop {
+            while let Some(message) = wire::decode(&mut buf)? {
+                match message {
+                    PeerMessage::ForwardAck { id } => acks_shared.with_broker(|b, _| b.forward_acked(&peer, id)),
+                    other => return Err(format!("unexpected {other:?} on an outbound link")),
+                }
+            }
+            if reader.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
+                return Err::<(), String>("peer closed the link".into());
+            }
+        }
+    };
+    tokio::pin!(acks);
+    let mut stop = link.stop.subscribe();
+    loop {
+        let (deltas, forwards, snapshot) = {
+            let mut q = link.queue.lock();
+            let snapshot = std::mem::take(&mut q.needs_snapshot);
+            (std::mem::take(&mut q.deltas), std::mem::take(&mut q.forwards), snapshot)
+        };
+        if snapshot {
+            return Err("route deltas overflowed: reconnecting to send a fresh snapshot".into());
+        }
+        for change in deltas {
+            let message = match change {
+                RouteChange::Added(filter) => PeerMessage::RouteAdd { epoch, filter },
+                RouteChange::Removed(filter) => PeerMessage::RouteRemove { epoch, filter },
+            };
+            wire::encode(&message, &mut out)?;
+            if out.len() >= WRITE_BATCH_MAX {
+                writer.write_all(&out).await.map_err(|e| e.to_string())?;
+                out.clear();
+            }
+        }
+        for forward in forwards {
+            wire::encode(&PeerMessage::Forward(forward), &mut out)?;
+            if out.len() >= WRITE_BATCH_MAX {
+                writer.write_all(&out).await.map_err(|e| e.to_string())?;
+                out.clear();
+            }
+        }
+        if !out.is_empty() {
+            writer.write_all(&out).await.map_err(|e| e.to_string())?;
+            out.clear();
+        }
+        tokio::select! {
+            () = link.ready.notified() => {}
+            result = &mut acks => return result,
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+        }
+    }
+}
+
+/// Serves one inbound link: a peer's routes and forwards, answered with acknowledgements.
+pub(crate) async fn serve_inbound(shared: Arc<Shared>, stream: Box<dyn Stream>) -> Result<(), String> {
+    let Some(cluster) = shared.cluster.clone() else { return Ok(()) };
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut origin: Option<NodeName> = None;
+    let mut acks = BytesMut::new();
+    loop {
+        while let Some(message) = wire::decode(&mut buf)? {
+            let Some(from) = origin.clone() else {
+                match message {
+                    PeerMessage::Hello { protocol, cluster: name, node, .. } => {
+                        if protocol != wire::PROTOCOL_VERSION {
+                            return Err(format!("peer {node} speaks protocol {protocol}"));
+                        }
+                        if name != cluster.cluster_name {
+                            return Err(format!("peer {node} belongs to cluster {name:?}"));
+                        }
+                        origin = Some(node);
+                        continue;
+                    }
+                    other => return Err(format!("expected Hello, got {other:?}")),
+                }
+            };
+            match message {
+                PeerMessage::Routes { epoch, filters } => shared.with_broker(|b, _| {
+                    if let Some(c) = b.cluster_mut() {
+                        c.remote.apply_snapshot(&from, epoch, filters);
+                    }
+                }),
+                PeerMessage::RouteAdd { epoch, filter } => shared.with_broker(|b, _| {
+                    if let Some(c) = b.cluster_mut() {
+                        c.remote.apply_add(&from, epoch, filter);
+                    }
+                }),
+                PeerMessage::RouteRemove { epoch, filter } => shared.with_broker(|b, _| {
+                    if let Some(c) = b.cluster_mut() {
+                        c.remote.apply_remove(&from, epoch, &filter);
+                    }
+                }),
+                PeerMessage::Forward(forward) => {
+                    let (id, ack) = (forward.id, forward.ack);
+                    shared.with_broker(|b, now| b.handle_forward(*forward, now));
+                    if ack {
+                        wire::encode(&PeerMessage::ForwardAck { id }, &mut acks)?;
+                    }
+                }
+                PeerMessage::Hello { .. } => return Err("a second Hello".into()),
+                PeerMessage::ForwardAck { .. } => return Err("ForwardAck on an inbound link".into()),
+            }
+        }
+        if !acks.is_empty() {
+            writer.write_all(&acks).await.map_err(|e| e.to_string())?;
+            acks.clear();
+        }
+        if reader.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
+            return Ok(());
+        }
+    }
+}

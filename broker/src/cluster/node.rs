@@ -1,0 +1,203 @@
+//! A cluster member's shell: starts membership and the peer listener, keeps
+//! one outbound link per live member, hands the core's route changes and
+//! forwards to the links, and forgets a dead member's routes after the grace
+//! period.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use ahash::AHashMap;
+use bytestring::ByteString;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, watch};
+
+use super::link::{Link, run_outbound, serve_inbound};
+use super::membership::{Member, MembershipEvent, run_membership};
+use super::routes::NodeName;
+use super::wire::Forward;
+use crate::config::ClusterConfig;
+use crate::core::Broker;
+use crate::core::router::RouteChange;
+use crate::server::Shared;
+
+/// One node's view of its cluster, shared by its tasks.
+#[derive(Debug)]
+pub struct ClusterShell {
+    pub node: NodeName,
+    pub incarnation: u64,
+    pub cluster_name: ByteString,
+    pub config: ClusterConfig,
+    links: Mutex<AHashMap<NodeName, Arc<Link>>>,
+    /// Link generations of this incarnation (ALGORITHM.md, "Routes": the epoch).
+    generation: AtomicU64,
+    /// Forwards dropped because a link's queue was full.
+    pub forwards_dropped: AtomicU64,
+    /// Flips to true for a graceful leave.
+    leave: watch::Sender<bool>,
+}
+
+impl ClusterShell {
+    pub fn new(node: NodeName, incarnation: u64, config: ClusterConfig) -> Self {
+        Self {
+            node,
+            incarnation,
+            cluster_name: ByteString::from(config.name.clone()),
+            config,
+            links: Mutex::new(AHashMap::new()),
+            generation: AtomicU64::new(0),
+            forwards_dropped: AtomicU64::new(0),
+            leave: watch::channel(false).0,
+        }
+    }
+
+    pub fn next_generation(&self) -> u64 {
+        self.generation.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Hands the core's output to the links. Called under the broker lock, so
+    /// deltas reach each link in the order the router made them.
+    pub fn dispatch(&self, changes: Vec<RouteChange>, forwards: Vec<(NodeName, Box<Forward>)>) {
+        if changes.is_empty() && forwards.is_empty() {
+            return;
+        }
+        let links = self.links.lock();
+        if !changes.is_empty() {
+            for link in links.values() {
+                link.push_deltas(&changes);
+            }
+        }
+        for (node, forward) in forwards {
+            let queued = links.get(&node).is_some_and(|link| link.push_forward(forward));
+            if !queued {
+                self.forwards_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Peers and whether their outbound link is up, sorted by name.
+    pub fn peers(&self) -> Vec<(NodeName, u64, bool)> {
+        let mut peers: Vec<_> = self
+            .links
+            .lock()
+            .values()
+            .map(|l| (l.peer.clone(), l.incarnation, l.connected.load(Ordering::Acquire)))
+            .collect();
+        peers.sort();
+        peers
+    }
+
+    /// Starts a graceful leave: membership announces it, links close.
+    pub fn leave(&self) {
+        self.leave.send_replace(true);
+        for link in self.links.lock().values() {
+            link.stop();
+        }
+    }
+}
+
+/// Drains the core's cluster output into the links (see [`ClusterShell::dispatch`]).
+pub fn dispatch_from(broker: &mut Broker, shell: &ClusterShell) {
+    let changes = broker.take_route_changes();
+    let forwards = broker.take_forwards();
+    shell.dispatch(changes, forwards);
+}
+
+/// Starts the cluster tasks of a node whose core already joined the cluster.
+pub(crate) async fn start(shared: Arc<Shared>) -> std::io::Result<SocketAddr> {
+    let Some(shell) = shared.cluster.clone() else { return Err(std::io::Error::other("not a cluster member")) };
+    let mut listener = shared.runtime.network.bind(shell.config.bind).await?;
+    let bound = listener.local_addr()?;
+    let accept_shared = Arc::clone(&shared);
+    shared.runtime.spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok(accepted) => {
+                    let s = Arc::clone(&accept_shared);
+                    accept_shared.runtime.spawn(async move {
+                        if let Err(error) = serve_inbound(s, accepted.stream).await {
+                            tracing::info!(peer = %accepted.peer, %error, "inbound peer link closed");
+                        }
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "peer accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    });
+
+    let (events_tx, events) = mpsc::unbounded_channel();
+    let me = Member { name: shell.node.to_string(), incarnation: shell.incarnation, addr: bound };
+    let membership_seed = shell.incarnation;
+    shared.runtime.spawn(run_membership(
+        shared.runtime.clone(),
+        shell.config.clone(),
+        me,
+        membership_seed,
+        events_tx,
+        shell.leave.subscribe(),
+    ));
+    shared.runtime.spawn(follow_membership(Arc::clone(&shared), events));
+    tracing::info!(node = %shell.node, incarnation = shell.incarnation, %bound, "cluster member started");
+    Ok(bound)
+}
+
+/// Opens a link to each member that comes up, closes it when the member goes
+/// down, and removes a down member's routes after the grace period.
+async fn follow_membership(shared: Arc<Shared>, mut events: mpsc::UnboundedReceiver<MembershipEvent>) {
+    let Some(shell) = shared.cluster.clone() else { return };
+    while let Some(event) = events.recv().await {
+        match event {
+            MembershipEvent::Up(member) => {
+                let name = NodeName::from(member.name.clone());
+                if name == shell.node {
+                    continue;
+                }
+                let mut links = shell.links.lock();
+                if links.get(&name).is_some_and(|l| l.incarnation == member.incarnation) {
+                    continue;
+                }
+                if let Some(old) = links.remove(&name) {
+                    old.stop();
+                }
+                let link = Link::new(name.clone(), member.incarnation);
+                links.insert(name.clone(), Arc::clone(&link));
+                drop(links);
+                tracing::info!(peer = %name, incarnation = member.incarnation, addr = %member.addr, "member up");
+                shared.runtime.spawn(run_outbound(Arc::clone(&shared), link, member.addr));
+            }
+            MembershipEvent::Down(member) => {
+                let name = NodeName::from(member.name.clone());
+                let removed = {
+                    let mut links = shell.links.lock();
+                    match links.get(&name) {
+                        Some(l) if l.incarnation == member.incarnation => links.remove(&name),
+                        _ => None,
+                    }
+                };
+                let Some(link) = removed else { continue };
+                link.stop();
+                tracing::info!(peer = %name, incarnation = member.incarnation, "member down");
+                shared.with_broker(|broker, _| broker.node_down(&name));
+                let grace = Duration::from_millis(shell.config.route_grace_ms);
+                let s = Arc::clone(&shared);
+                shared.runtime.spawn(async move {
+                    tokio::time::sleep(grace).await;
+                    let Some(shell) = s.cluster.clone() else { return };
+                    if shell.links.lock().contains_key(&name) {
+                        return; // It came back; its new snapshot replaced the routes.
+                    }
+                    s.with_broker(|broker, _| {
+                        if let Some(c) = broker.cluster_mut() {
+                            c.remote.remove_origin(&name);
+                        }
+                    });
+                    tracing::info!(peer = %name, "routes of a departed member removed");
+                });
+            }
+        }
+    }
+}

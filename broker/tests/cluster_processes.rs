@@ -1,0 +1,219 @@
+//! Clusters of real `broker` processes on loopback, each node on its own
+//! 127.77.T.N address (T: the test, N: the node), clients speaking raw MQTT.
+//! What ALGORITHM.md promises is checked from the outside: a publish on any
+//! node reaches subscribers on every node once per subscription; `kill -9`
+//! of a node leaves the others serving; a restarted node rejoins.
+#![allow(clippy::unwrap_used)]
+
+mod tcp_common;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tcp_common::*;
+
+const MQTT_PORT: u16 = 1883;
+const PEER_PORT: u16 = 4370;
+/// How long a cluster may take to form or converge before the test fails.
+const CONVERGE_MAX: Duration = Duration::from_secs(30);
+
+struct Node {
+    name: String,
+    ip: String,
+    config: std::path::PathBuf,
+    child: Option<Child>,
+}
+
+impl Node {
+    fn mqtt(&self) -> SocketAddr {
+        format!("{}:{MQTT_PORT}", self.ip).parse().unwrap()
+    }
+
+    fn start(&mut self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_broker"))
+            .arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    /// `kill -9`: no leave, no goodbye.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_file(&self.config);
+    }
+}
+
+/// `n` nodes of cluster test `t`, each listing all as seeds, started.
+async fn cluster(t: u8, n: u8, extra: &str) -> Vec<Node> {
+    let seeds: Vec<String> = (1..=n).map(|i| format!("\"127.77.{t}.{i}:{PEER_PORT}\"")).collect();
+    let mut nodes = Vec::new();
+    for i in 1..=n {
+        let ip = format!("127.77.{t}.{i}");
+        let name = format!("n{i}");
+        let text = format!(
+            "[node]\nname = \"{name}\"\n[listeners.tcp]\nbind = \"{ip}:{MQTT_PORT}\"\n[cluster]\nname = \"test{t}\"\n\
+             bind = \"{ip}:{PEER_PORT}\"\nseeds = [{}]\nroute_grace_ms = 500\n{extra}",
+            seeds.join(", ")
+        );
+        let config = std::env::temp_dir().join(format!("cluster-{}-{t}-{i}.toml", std::process::id()));
+        std::fs::write(&config, text).unwrap();
+        let mut node = Node { name, ip, config, child: None };
+        node.start();
+        nodes.push(node);
+    }
+    for node in &nodes {
+        wait_until_serving(node.mqtt()).await;
+    }
+    nodes
+}
+
+async fn wait_until_serving(addr: SocketAddr) {
+    let deadline = tokio::time::Instant::now() + CONVERGE_MAX;
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "{addr} never accepted connections");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Publishes QoS 0 probes on `topic` from `publisher` until every subscriber
+/// got one: the routes have reached the publishing node. Drains the probes.
+async fn wait_for_routes(publisher: &mut Raw, topic: &str, subscribers: &mut [&mut Raw]) {
+    let deadline = tokio::time::Instant::now() + CONVERGE_MAX;
+    let mut reached = vec![false; subscribers.len()];
+    let mut n = 0;
+    while reached.iter().any(|r| !r) {
+        assert!(tokio::time::Instant::now() < deadline, "routes did not converge: reached {reached:?}");
+        n += 1;
+        publisher.publish(PublishSpec::new(topic, format!("probe-{n}").as_bytes())).await;
+        for (i, sub) in subscribers.iter_mut().enumerate() {
+            while let Read::Frame(frame) = sub.read(Duration::from_millis(100)).await {
+                if frame.kind() == PUBLISH {
+                    reached[i] = true;
+                }
+            }
+        }
+    }
+    // Let the last probes land, then drop them.
+    for sub in subscribers.iter_mut() {
+        while let Read::Frame(_) = sub.read(Duration::from_millis(300)).await {}
+    }
+}
+
+fn payload_of(p: &Pub) -> String {
+    p.payload_str().to_string()
+}
+
+#[tokio::test]
+async fn a_publish_on_any_node_reaches_every_node_once_per_subscription_at_each_qos() {
+    let nodes = cluster(1, 3, "").await;
+    let (mut s2, _) = Raw::connect(nodes[1].mqtt(), Connect::v5("s2")).await;
+    let (mut s3, _) = Raw::connect(nodes[2].mqtt(), Connect::v5("s3")).await;
+    let (mut s1, _) = Raw::connect(nodes[0].mqtt(), Connect::v5("s1")).await;
+    s2.subscribe(1, &[("t/#", 2)]).await;
+    // Two overlapping subscriptions on one node still make one copy.
+    s3.subscribe(1, &[("t/a", 2), ("t/+", 2)]).await;
+    s1.subscribe(1, &[("t/a", 2)]).await;
+    let (mut p1, _) = Raw::connect(nodes[0].mqtt(), Connect::v5("p1")).await;
+    wait_for_routes(&mut p1, "t/a", &mut [&mut s2, &mut s3, &mut s1]).await;
+
+    for qos in 0..=2u8 {
+        let payload = format!("m-qos{qos}");
+        let spec = PublishSpec::new("t/a", payload.as_bytes());
+        p1.publish(if qos == 0 { spec } else { spec.qos(qos, 10 + u16::from(qos)) }).await;
+        for sub in [&mut s1, &mut s2, &mut s3] {
+            let got = sub.recv_publish_acked().await;
+            assert_eq!(payload_of(&got), payload);
+            assert_eq!(got.qos, qos);
+        }
+    }
+    // Publishing on another node reaches the others the same way.
+    let (mut p3, _) = Raw::connect(nodes[2].mqtt(), Connect::v5("p3")).await;
+    wait_for_routes(&mut p3, "t/a", &mut [&mut s2, &mut s3, &mut s1]).await;
+    p3.publish(PublishSpec::new("t/a", b"from-n3").qos(1, 1)).await;
+    for sub in [&mut s1, &mut s2, &mut s3] {
+        assert_eq!(payload_of(&sub.recv_publish_acked().await), "from-n3");
+        sub.expect_silence().await;
+    }
+}
+
+#[tokio::test]
+async fn a_shared_group_spread_over_nodes_gets_each_message_once() {
+    let nodes = cluster(2, 3, "").await;
+    let (mut m2, _) = Raw::connect(nodes[1].mqtt(), Connect::v5("m2")).await;
+    let (mut m3, _) = Raw::connect(nodes[2].mqtt(), Connect::v5("m3")).await;
+    m2.subscribe(1, &[("$share/g/s/+", 1)]).await;
+    m3.subscribe(1, &[("$share/g/s/+", 1)]).await;
+    // A direct subscriber proves the routes arrived before counting.
+    let (mut watcher2, _) = Raw::connect(nodes[1].mqtt(), Connect::v5("w2")).await;
+    let (mut watcher3, _) = Raw::connect(nodes[2].mqtt(), Connect::v5("w3")).await;
+    watcher2.subscribe(1, &[("s/probe", 0)]).await;
+    watcher3.subscribe(1, &[("s/probe", 0)]).await;
+    let (mut p1, _) = Raw::connect(nodes[0].mqtt(), Connect::v5("p1")).await;
+    wait_for_routes(&mut p1, "s/probe", &mut [&mut watcher2, &mut watcher3]).await;
+    // The probes also went to the group: start counting from a clean slate.
+    for m in [&mut m2, &mut m3] {
+        while let Read::Frame(f) = m.read(Duration::from_millis(300)).await {
+            if f.kind() == PUBLISH {
+                m.ack(&f.publish(m.level)).await;
+            }
+        }
+    }
+    for i in 0..10u16 {
+        p1.publish(PublishSpec::new("s/x", format!("g{i}").as_bytes()).qos(1, i + 1)).await;
+    }
+    let mut got = Vec::new();
+    for m in [&mut m2, &mut m3] {
+        while let Read::Frame(f) = m.read(Duration::from_millis(500)).await {
+            if f.kind() == PUBLISH {
+                let p = f.publish(m.level);
+                m.ack(&p).await;
+                got.push(payload_of(&p));
+            }
+        }
+    }
+    got.sort();
+    let mut expected: Vec<String> = (0..10).map(|i| format!("g{i}")).collect();
+    expected.sort();
+    assert_eq!(got, expected, "each message once, to one member");
+}
+
+#[tokio::test]
+async fn a_killed_node_does_not_stop_the_others_and_a_restarted_node_rejoins() {
+    let mut nodes = cluster(3, 3, "forward_timeout_ms = 2000\n").await;
+    let (mut s2, _) = Raw::connect(nodes[1].mqtt(), Connect::v5("s2")).await;
+    let (mut s3, _) = Raw::connect(nodes[2].mqtt(), Connect::v5("s3")).await;
+    s2.subscribe(1, &[("k/#", 1)]).await;
+    s3.subscribe(1, &[("k/#", 1)]).await;
+    let (mut p1, _) = Raw::connect(nodes[0].mqtt(), Connect::v5("p1")).await;
+    wait_for_routes(&mut p1, "k/x", &mut [&mut s2, &mut s3]).await;
+
+    nodes[2].kill();
+    // The publisher is still acknowledged (within the forward timeout at worst) and n2 still gets it.
+    p1.publish(PublishSpec::new("k/x", b"after-kill").qos(1, 1)).await;
+    assert_eq!(payload_of(&s2.recv_publish_acked().await), "after-kill");
+
+    nodes[2].start();
+    wait_until_serving(nodes[2].mqtt()).await;
+    let (mut s3, _) = Raw::connect(nodes[2].mqtt(), Connect::v5("s3-again")).await;
+    s3.subscribe(1, &[("k/#", 1)]).await;
+    wait_for_routes(&mut p1, "k/x", &mut [&mut s2, &mut s3]).await;
+    p1.publish(PublishSpec::new("k/x", b"after-restart").qos(1, 2)).await;
+    assert_eq!(payload_of(&s3.recv_publish_acked().await), "after-restart");
+    assert_eq!(payload_of(&s2.recv_publish_acked().await), "after-restart");
+    let _ = &nodes[0].name;
+}
