@@ -17,15 +17,36 @@ use tokio::time::Instant;
 pub type Millis = u64;
 
 /// The monotonic clock. It reads `tokio::time`, which paused test time and
-/// turmoil both drive.
+/// turmoil both drive. It also knows the wall-clock time of its origin, for
+/// what must compare across nodes (the order of retained writes) or be shown
+/// to people; a simulation sets that origin itself.
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
     origin: Instant,
+    /// Unix milliseconds at `origin`.
+    wall_origin_ms: u64,
 }
 
 impl Clock {
     pub fn new() -> Self {
-        Self { origin: Instant::now() } // seam: the clock's origin
+        // seam: the clock's origin, and the one wall-clock reading of the broker.
+        let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        Self::with_wall_origin(u64::try_from(wall).unwrap_or(u64::MAX))
+    }
+
+    /// A clock whose origin is at Unix milliseconds `wall_origin_ms` (simulations choose it).
+    pub fn with_wall_origin(wall_origin_ms: u64) -> Self {
+        Self { origin: Instant::now(), wall_origin_ms } // seam: the clock's origin
+    }
+
+    /// Unix milliseconds at clock reading `at`.
+    pub fn wall_ms(&self, at: Millis) -> u64 {
+        self.wall_origin_ms.saturating_add(at)
+    }
+
+    /// Unix milliseconds at clock reading 0: add a reading to get wall-clock time.
+    pub fn wall_origin_ms(&self) -> u64 {
+        self.wall_origin_ms
     }
 
     /// Milliseconds since the clock was made.

@@ -217,3 +217,42 @@ async fn a_killed_node_does_not_stop_the_others_and_a_restarted_node_rejoins() {
     assert_eq!(payload_of(&s2.recv_publish_acked().await), "after-restart");
     let _ = &nodes[0].name;
 }
+
+/// Subscribes on `node` with new clients until one gets the retained message
+/// of `topic` (replication is asynchronous); returns its payload.
+async fn retained_on(node: &Node, topic: &str) -> String {
+    let deadline = tokio::time::Instant::now() + CONVERGE_MAX;
+    for attempt in 0.. {
+        assert!(tokio::time::Instant::now() < deadline, "no retained message for {topic} on {}", node.name);
+        let (mut c, _) = Raw::connect(node.mqtt(), Connect::v5(&format!("r-{attempt}"))).await;
+        c.subscribe(1, &[(topic, 0)]).await;
+        if let Read::Frame(f) = c.read(Duration::from_millis(200)).await
+            && f.kind() == PUBLISH
+        {
+            return payload_of(&f.publish(c.level));
+        }
+        c.disconnect().await;
+    }
+    unreachable!()
+}
+
+#[tokio::test]
+async fn a_retained_message_is_visible_from_every_node_and_its_clear_too() {
+    let nodes = cluster(4, 3, "").await;
+    let (mut p1, _) = Raw::connect(nodes[0].mqtt(), Connect::v5("p1")).await;
+    p1.publish(PublishSpec::new("ret/a", b"kept").qos(1, 1).retain()).await;
+    for node in &nodes[1..] {
+        assert_eq!(retained_on(node, "ret/a").await, "kept");
+    }
+    // Cleared on n3: a later write, so it wins everywhere.
+    let (mut p3, _) = Raw::connect(nodes[2].mqtt(), Connect::v5("p3")).await;
+    p3.publish(PublishSpec::new("ret/a", b"").qos(1, 1).retain()).await;
+    p3.publish(PublishSpec::new("ret/b", b"marker").qos(1, 2).retain()).await;
+    for node in &nodes[..2] {
+        // Writes from one node arrive in order: once the marker is there, the clear is too.
+        assert_eq!(retained_on(node, "ret/b").await, "marker");
+        let (mut c, _) = Raw::connect(node.mqtt(), Connect::v5("check")).await;
+        c.subscribe(1, &[("ret/a", 0)]).await;
+        c.expect_silence().await;
+    }
+}

@@ -7,6 +7,7 @@ mod core_common;
 
 use broker::cluster::routes::{Epoch, NodeName};
 use broker::config::ForwardMode;
+use broker::core::cluster::RetainedUpdate;
 use broker::core::router::RouteChange;
 use core_common::*;
 use mqtt_codec::{Packet, QoS, ReasonCode};
@@ -22,7 +23,7 @@ impl Cluster {
         let mut nodes = Vec::new();
         for name in names {
             let mut h = Harness::new();
-            h.broker.join_cluster((*name).into(), mode, TIMEOUT_MS);
+            h.broker.join_cluster((*name).into(), mode, TIMEOUT_MS, 1_700_000_000_000);
             nodes.push(((*name).into(), h));
         }
         let mut cluster = Self { nodes };
@@ -64,6 +65,16 @@ impl Cluster {
                             RouteChange::Added(f) => remote.apply_add(origin, epoch(), f.clone()),
                             RouteChange::Removed(f) => remote.apply_remove(origin, epoch(), f),
                         };
+                    }
+                });
+                let retained = self.nodes[from].1.broker.take_retained_updates();
+                moved |= !retained.is_empty();
+                let sent_at = self.nodes[from].1.now;
+                self.for_others(from, |dest, _| {
+                    for update in &retained {
+                        let wire = update.to_wire(sent_at);
+                        let now = dest.now;
+                        dest.broker.apply_remote_retained(RetainedUpdate::from_wire(wire, now));
                     }
                 });
                 let forwards = self.nodes[from].1.broker.take_forwards();
@@ -250,4 +261,52 @@ fn a_forwarded_message_keeps_its_properties_and_remaining_expiry() {
     let Some(Packet::Publish(p)) = got.iter().find(|p| matches!(p, Packet::Publish(_))) else { panic!("{got:?}") };
     assert_eq!(p.properties.content_type.as_deref(), Some("text/plain"));
     assert_eq!(p.properties.message_expiry_interval, Some(60));
+}
+
+fn retained_payloads(h: &mut Harness, id: &str, filter: &str) -> Vec<String> {
+    let (c, _) = h.connect(v5(id));
+    let got = h.send(c, subscribe(1, &[(filter, QoS::AtMostOnce)]));
+    let mut p = payloads(&got);
+    p.sort();
+    p
+}
+
+#[test]
+fn retained_messages_are_visible_from_every_node() {
+    let mut c = Cluster::new(&["n1", "n2", "n3"], ForwardMode::Sync);
+    let (p1, _) = c.node(0).connect(v5("p1"));
+    c.node(0).send(p1, retained("r/a", "a1", QoS::AtLeastOnce, 1));
+    c.node(0).send(p1, retained("r/b", "b1", QoS::AtMostOnce, 0));
+    c.settle(true);
+    for i in 0..3 {
+        assert_eq!(retained_payloads(c.node(i), &format!("s{i}"), "r/#"), vec!["a1", "b1"], "node {i}");
+    }
+    // A clear on another node clears it everywhere.
+    let (p3, _) = c.node(2).connect(v5("p3"));
+    c.node(2).send(p3, retained("r/a", "", QoS::AtMostOnce, 0));
+    c.settle(true);
+    for i in 0..3 {
+        assert_eq!(retained_payloads(c.node(i), &format!("t{i}"), "r/#"), vec!["b1"], "node {i}");
+    }
+}
+
+#[test]
+fn concurrent_retained_writes_converge_to_the_same_winner_on_every_node() {
+    let mut c = Cluster::new(&["n1", "n2"], ForwardMode::Sync);
+    let (p1, _) = c.node(0).connect(v5("p1"));
+    let (p2, _) = c.node(1).connect(v5("p2"));
+    // A partition: both write the same topic, neither hears the other.
+    c.node(0).now = 1_000;
+    c.node(1).now = 1_005;
+    c.node(0).send(p1, retained("r", "from-n1", QoS::AtMostOnce, 0));
+    c.node(1).send(p2, retained("r", "from-n2", QoS::AtMostOnce, 0));
+    // Heal: each side's writes reach the other, in either order.
+    c.settle(true);
+    let on1 = retained_payloads(c.node(0), "s1", "r");
+    let on2 = retained_payloads(c.node(1), "s2", "r");
+    assert_eq!(on1, on2, "both nodes keep the same retained message");
+    assert_eq!(on1, vec!["from-n2"], "the later write wins");
+    // An older write arriving late loses.
+    let counters = c.node(1).broker.cluster().unwrap().counters.clone();
+    assert_eq!(counters.retained_superseded, 1);
 }

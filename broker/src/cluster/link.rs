@@ -15,6 +15,7 @@ use tokio::sync::{Notify, watch};
 
 use super::routes::{Epoch, NodeName};
 use super::wire::{self, Forward, PeerMessage};
+use crate::core::cluster::RetainedUpdate;
 use crate::core::router::RouteChange;
 use crate::seam::Stream;
 use crate::server::Shared;
@@ -33,6 +34,7 @@ const WRITE_BATCH_MAX: usize = 256 * 1024;
 #[derive(Debug, Default)]
 pub struct LinkQueue {
     deltas: Vec<RouteChange>,
+    retained: Vec<RetainedUpdate>,
     /// Deltas were dropped: the link must send a fresh snapshot.
     needs_snapshot: bool,
     forwards: VecDeque<Box<Forward>>,
@@ -72,6 +74,23 @@ impl Link {
             q.needs_snapshot = true;
         } else {
             q.deltas.extend_from_slice(changes);
+        }
+        drop(q);
+        self.ready.notify_one();
+    }
+
+    /// Queues retained writes; called under the broker lock. Like deltas, an
+    /// overflow is repaired by a fresh snapshot (which carries every retained write).
+    pub fn push_retained(&self, updates: &[RetainedUpdate]) {
+        let mut q = self.queue.lock();
+        if q.needs_snapshot {
+            return;
+        }
+        if q.retained.len() + updates.len() > LINK_DELTAS_MAX {
+            q.retained.clear();
+            q.needs_snapshot = true;
+        } else {
+            q.retained.extend_from_slice(updates);
         }
         drop(q);
         self.ready.notify_one();
@@ -150,13 +169,21 @@ async fn serve_outbound(
     let epoch = Epoch { incarnation: cluster.incarnation, generation };
     // The snapshot and the queue reset happen under the broker lock, so every
     // delta after this point is one the snapshot does not contain.
-    let routes = shared.with_broker(|broker, _| {
+    let (routes, retained, now) = shared.with_broker(|broker, now| {
         let mut q = link.queue.lock();
         q.deltas.clear();
+        q.retained.clear();
         q.needs_snapshot = false;
-        broker.local_routes()
+        (broker.local_routes(), broker.retained_snapshot(), now)
     });
     wire::encode(&PeerMessage::Routes { epoch, filters: routes }, &mut out)?;
+    for update in retained {
+        wire::encode(&PeerMessage::Retained(Box::new(update.to_wire(now))), &mut out)?;
+        if out.len() >= WRITE_BATCH_MAX {
+            writer.write_all(&out).await.map_err(|e| e.to_string())?;
+            out.clear();
+        }
+    }
     writer.write_all(&out).await.map_err(|e| e.to_string())?;
     out.clear();
     link.connected.store(true, Ordering::Release);
@@ -181,10 +208,10 @@ async fn serve_outbound(
     tokio::pin!(acks);
     let mut stop = link.stop.subscribe();
     loop {
-        let (deltas, forwards, snapshot) = {
+        let (deltas, retained, forwards, snapshot) = {
             let mut q = link.queue.lock();
             let snapshot = std::mem::take(&mut q.needs_snapshot);
-            (std::mem::take(&mut q.deltas), std::mem::take(&mut q.forwards), snapshot)
+            (std::mem::take(&mut q.deltas), std::mem::take(&mut q.retained), std::mem::take(&mut q.forwards), snapshot)
         };
         if snapshot {
             return Err("route deltas overflowed: reconnecting to send a fresh snapshot".into());
@@ -198,6 +225,16 @@ async fn serve_outbound(
             if out.len() >= WRITE_BATCH_MAX {
                 writer.write_all(&out).await.map_err(|e| e.to_string())?;
                 out.clear();
+            }
+        }
+        if !retained.is_empty() {
+            let now = shared.now();
+            for update in retained {
+                wire::encode(&PeerMessage::Retained(Box::new(update.to_wire(now))), &mut out)?;
+                if out.len() >= WRITE_BATCH_MAX {
+                    writer.write_all(&out).await.map_err(|e| e.to_string())?;
+                    out.clear();
+                }
             }
         }
         for forward in forwards {
@@ -265,6 +302,9 @@ pub(crate) async fn serve_inbound(shared: Arc<Shared>, stream: Box<dyn Stream>) 
                     if ack {
                         wire::encode(&PeerMessage::ForwardAck { id }, &mut acks)?;
                     }
+                }
+                PeerMessage::Retained(write) => {
+                    shared.with_broker(|b, now| b.apply_remote_retained(RetainedUpdate::from_wire(*write, now)))
                 }
                 PeerMessage::Hello { .. } => return Err("a second Hello".into()),
                 PeerMessage::ForwardAck { .. } => return Err("ForwardAck on an inbound link".into()),

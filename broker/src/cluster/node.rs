@@ -19,6 +19,7 @@ use super::routes::NodeName;
 use super::wire::Forward;
 use crate::config::ClusterConfig;
 use crate::core::Broker;
+use crate::core::cluster::RetainedUpdate;
 use crate::core::router::RouteChange;
 use crate::server::Shared;
 
@@ -58,14 +59,24 @@ impl ClusterShell {
 
     /// Hands the core's output to the links. Called under the broker lock, so
     /// deltas reach each link in the order the router made them.
-    pub fn dispatch(&self, changes: Vec<RouteChange>, forwards: Vec<(NodeName, Box<Forward>)>) {
-        if changes.is_empty() && forwards.is_empty() {
+    pub fn dispatch(
+        &self,
+        changes: Vec<RouteChange>,
+        retained: Vec<RetainedUpdate>,
+        forwards: Vec<(NodeName, Box<Forward>)>,
+    ) {
+        if changes.is_empty() && retained.is_empty() && forwards.is_empty() {
             return;
         }
         let links = self.links.lock();
         if !changes.is_empty() {
             for link in links.values() {
                 link.push_deltas(&changes);
+            }
+        }
+        if !retained.is_empty() {
+            for link in links.values() {
+                link.push_retained(&retained);
             }
         }
         for (node, forward) in forwards {
@@ -100,8 +111,9 @@ impl ClusterShell {
 /// Drains the core's cluster output into the links (see [`ClusterShell::dispatch`]).
 pub fn dispatch_from(broker: &mut Broker, shell: &ClusterShell) {
     let changes = broker.take_route_changes();
+    let retained = broker.take_retained_updates();
     let forwards = broker.take_forwards();
-    shell.dispatch(changes, forwards);
+    shell.dispatch(changes, retained, forwards);
 }
 
 /// Starts the cluster tasks of a node whose core already joined the cluster.

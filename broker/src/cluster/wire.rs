@@ -13,6 +13,7 @@ use bytestring::ByteString;
 use mqtt_codec::{Decoder, Packet, ProtocolVersion, Publish};
 
 use super::routes::{Epoch, NodeName};
+use crate::core::cluster::Stamp;
 
 /// Bumped when a message changes; peers of other versions are refused at Hello.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -45,6 +46,18 @@ pub enum PeerMessage {
     ForwardAck {
         id: u64,
     },
+    /// A retained message set or cleared on `node` at `stamp` (last writer wins).
+    Retained(Box<RetainedWrite>),
+}
+
+/// A retained write as it crosses a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetainedWrite {
+    pub topic: ByteString,
+    pub stamp: Stamp,
+    pub node: NodeName,
+    /// Absent for a clear; else the milliseconds it has left (if it expires) and the message.
+    pub message: Option<(Option<u64>, Publish)>,
 }
 
 /// A publish sent on to a node with matching routes.
@@ -69,6 +82,7 @@ const ROUTE_ADD: u8 = 3;
 const ROUTE_REMOVE: u8 = 4;
 const FORWARD: u8 = 5;
 const FORWARD_ACK: u8 = 6;
+const RETAINED: u8 = 7;
 
 /// Appends one frame holding `message` to `out`.
 pub fn encode(message: &PeerMessage, out: &mut BytesMut) -> Result<(), String> {
@@ -99,26 +113,29 @@ pub fn encode(message: &PeerMessage, out: &mut BytesMut) -> Result<(), String> {
             out.put_u8(FORWARD);
             out.put_u64(f.id);
             out.put_u8(u8::from(f.ack));
-            match f.expires_in_ms {
-                Some(ms) => {
-                    out.put_u8(1);
-                    out.put_u64(ms);
-                }
-                None => out.put_u8(0),
-            }
+            put_expiry(out, f.expires_in_ms);
             put_str(out, f.publisher.as_deref().unwrap_or(""));
             out.put_u32(len32(f.groups.len())?);
             for (group, filter) in &f.groups {
                 put_str(out, group);
                 put_str(out, filter);
             }
-            let mut publish = f.publish.clone();
-            publish.packet_id = None;
-            publish.qos = mqtt_codec::QoS::AtMostOnce;
-            publish.dup = false;
-            out.put_u8(f.publish.qos as u8);
-            mqtt_codec::encode(&Packet::Publish(publish), ProtocolVersion::V5, out)
-                .map_err(|e| format!("encoding a forward: {e:?}"))?;
+            put_publish(out, &f.publish)?;
+        }
+        PeerMessage::Retained(r) => {
+            out.put_u8(RETAINED);
+            put_str(out, &r.topic);
+            out.put_u64(r.stamp.wall_ms);
+            out.put_u32(r.stamp.counter);
+            put_str(out, &r.node);
+            match &r.message {
+                None => out.put_u8(0),
+                Some((expires_in_ms, publish)) => {
+                    out.put_u8(1);
+                    put_expiry(out, *expires_in_ms);
+                    put_publish(out, publish)?;
+                }
+            }
         }
         PeerMessage::ForwardAck { id } => {
             out.put_u8(FORWARD_ACK);
@@ -179,10 +196,7 @@ fn decode_message(f: &mut Bytes) -> Result<PeerMessage, String> {
         FORWARD => {
             let id = get_u64(f)?;
             let ack = get_u8(f)? != 0;
-            let expires_in_ms = match get_u8(f)? {
-                0 => None,
-                _ => Some(get_u64(f)?),
-            };
+            let expires_in_ms = get_expiry(f)?;
             let publisher = Some(get_str(f)?).filter(|p| !p.is_empty());
             let n = get_u32(f)? as usize;
             if n > f.remaining() / 8 {
@@ -192,20 +206,65 @@ fn decode_message(f: &mut Bytes) -> Result<PeerMessage, String> {
             for _ in 0..n {
                 groups.push((get_str(f)?, get_str(f)?));
             }
-            let qos = mqtt_codec::QoS::from_u8(get_u8(f)?).ok_or("forward with QoS 3")?;
-            let mut packet = BytesMut::from(&f[..]);
-            f.advance(f.remaining());
-            let mut decoder = Decoder::with_version(ProtocolVersion::V5, u32::MAX);
-            let mut publish = match decoder.decode(&mut packet) {
-                Ok(Some(Packet::Publish(p))) if packet.is_empty() => p,
-                Ok(_) => return Err("a forward must hold exactly one PUBLISH".into()),
-                Err(e) => return Err(format!("forwarded PUBLISH: {e:?}")),
-            };
-            publish.qos = qos;
+            let publish = get_publish(f)?;
             PeerMessage::Forward(Box::new(Forward { id, ack, expires_in_ms, publisher, groups, publish }))
         }
         FORWARD_ACK => PeerMessage::ForwardAck { id: get_u64(f)? },
+        RETAINED => {
+            let topic = get_str(f)?;
+            let stamp = Stamp { wall_ms: get_u64(f)?, counter: get_u32(f)? };
+            let node = get_str(f)?;
+            let message = match get_u8(f)? {
+                0 => None,
+                _ => Some((get_expiry(f)?, get_publish(f)?)),
+            };
+            PeerMessage::Retained(Box::new(RetainedWrite { topic, stamp, node, message }))
+        }
         other => return Err(format!("unknown message type {other}")),
+    })
+}
+
+/// A PUBLISH as the last field of a message: its QoS, then the MQTT 5 packet
+/// (encoded at QoS 0, so that it needs no packet identifier).
+fn put_publish(out: &mut BytesMut, publish: &Publish) -> Result<(), String> {
+    let mut bare = publish.clone();
+    bare.packet_id = None;
+    bare.qos = mqtt_codec::QoS::AtMostOnce;
+    bare.dup = false;
+    out.put_u8(publish.qos as u8);
+    mqtt_codec::encode(&Packet::Publish(bare), ProtocolVersion::V5, out)
+        .map(drop)
+        .map_err(|e| format!("encoding a PUBLISH for a peer: {e:?}"))
+}
+
+fn get_publish(f: &mut Bytes) -> Result<Publish, String> {
+    let qos = mqtt_codec::QoS::from_u8(get_u8(f)?).ok_or("a PUBLISH with QoS 3")?;
+    let mut packet = BytesMut::from(&f[..]);
+    f.advance(f.remaining());
+    let mut decoder = Decoder::with_version(ProtocolVersion::V5, u32::MAX);
+    let mut publish = match decoder.decode(&mut packet) {
+        Ok(Some(Packet::Publish(p))) if packet.is_empty() => p,
+        Ok(_) => return Err("a message must end with exactly one PUBLISH".into()),
+        Err(e) => return Err(format!("PUBLISH from a peer: {e:?}")),
+    };
+    publish.qos = qos;
+    Ok(publish)
+}
+
+fn put_expiry(out: &mut BytesMut, expires_in_ms: Option<u64>) {
+    match expires_in_ms {
+        Some(ms) => {
+            out.put_u8(1);
+            out.put_u64(ms);
+        }
+        None => out.put_u8(0),
+    }
+}
+
+fn get_expiry(f: &mut Bytes) -> Result<Option<u64>, String> {
+    Ok(match get_u8(f)? {
+        0 => None,
+        _ => Some(get_u64(f)?),
     })
 }
 
@@ -302,6 +361,21 @@ mod tests {
             PeerMessage::RouteRemove { epoch, filter: "x/+".into() },
             forward(),
             PeerMessage::ForwardAck { id: u64::MAX },
+            PeerMessage::Retained(Box::new(RetainedWrite {
+                topic: "r/1".into(),
+                stamp: Stamp { wall_ms: 1_700_000_000_000, counter: 3 },
+                node: "n2".into(),
+                message: None,
+            })),
+            PeerMessage::Retained(Box::new(RetainedWrite {
+                topic: "r/2".into(),
+                stamp: Stamp { wall_ms: 5, counter: 0 },
+                node: "n1".into(),
+                message: match forward() {
+                    PeerMessage::Forward(f) => Some((Some(9), f.publish)),
+                    _ => None,
+                },
+            })),
         ]
     }
 

@@ -28,6 +28,29 @@ pub struct ClusterCounters {
     pub forward_timeouts: u64,
     /// Publisher acknowledgements released because a node went down.
     pub forward_released_node_down: u64,
+    /// Retained writes of other nodes applied here.
+    pub retained_applied: u64,
+    /// Retained writes of other nodes that lost to a newer one held here.
+    pub retained_superseded: u64,
+}
+
+/// A hybrid logical clock reading (wall-clock milliseconds, then a counter):
+/// the order of retained writes across the cluster. Equal stamps are ordered
+/// by node name, so every node picks the same winner.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Stamp {
+    pub wall_ms: u64,
+    pub counter: u32,
+}
+
+/// A retained message set (`message` present) or cleared on some node.
+#[derive(Debug, Clone)]
+pub struct RetainedUpdate {
+    pub topic: ByteString,
+    pub stamp: Stamp,
+    /// The node that made the write.
+    pub node: NodeName,
+    pub message: Option<Arc<Message>>,
 }
 
 /// A publisher's acknowledgement held until matched nodes accepted the message.
@@ -51,6 +74,13 @@ pub struct ClusterCore {
     /// Turns through the nodes holding a shared group that has no local member.
     group_turn: usize,
     pub counters: ClusterCounters,
+    /// Wall-clock milliseconds = broker clock + this (read once through the seam).
+    wall_offset_ms: u64,
+    hlc: Stamp,
+    /// The winning write of every retained topic ever written, clears included
+    /// (a clear must win over an older set arriving late).
+    retained_stamps: AHashMap<ByteString, (Stamp, NodeName)>,
+    retained_out: Vec<RetainedUpdate>,
 }
 
 /// Where a routed message went.
@@ -66,7 +96,7 @@ pub(super) struct Routed {
 impl Broker {
     /// Makes this broker a cluster member named `node`: it records its route
     /// changes for its peers and forwards publishes to matching nodes.
-    pub fn join_cluster(&mut self, node: NodeName, mode: ForwardMode, forward_timeout_ms: Millis) {
+    pub fn join_cluster(&mut self, node: NodeName, mode: ForwardMode, forward_timeout_ms: Millis, wall_offset_ms: u64) {
         self.router.record_route_changes();
         self.cluster = Some(Box::new(ClusterCore {
             node,
@@ -78,7 +108,80 @@ impl Broker {
             held: AHashMap::new(),
             group_turn: 0,
             counters: ClusterCounters::default(),
+            wall_offset_ms,
+            hlc: Stamp::default(),
+            retained_stamps: AHashMap::new(),
+            retained_out: Vec::new(),
         }));
+    }
+
+    /// A local publish set or cleared the retained message of `topic`: stamp
+    /// the write and queue it for every peer.
+    pub(super) fn retained_written(&mut self, topic: &ByteString, message: Option<Arc<Message>>, now: Millis) {
+        let Some(cluster) = self.cluster.as_mut() else { return };
+        let wall = now + cluster.wall_offset_ms;
+        cluster.hlc = if wall > cluster.hlc.wall_ms {
+            Stamp { wall_ms: wall, counter: 0 }
+        } else {
+            Stamp { wall_ms: cluster.hlc.wall_ms, counter: cluster.hlc.counter.saturating_add(1) }
+        };
+        let stamp = cluster.hlc;
+        cluster.retained_stamps.insert(topic.clone(), (stamp, cluster.node.clone()));
+        cluster.retained_out.push(RetainedUpdate { topic: topic.clone(), stamp, node: cluster.node.clone(), message });
+    }
+
+    /// Retained writes to send to every peer, in order.
+    pub fn take_retained_updates(&mut self) -> Vec<RetainedUpdate> {
+        self.cluster.as_mut().map(|c| std::mem::take(&mut c.retained_out)).unwrap_or_default()
+    }
+
+    /// Every retained write this node holds as winning, for a peer that just connected.
+    pub fn retained_snapshot(&self) -> Vec<RetainedUpdate> {
+        let Some(cluster) = self.cluster.as_ref() else { return Vec::new() };
+        let mut all: Vec<RetainedUpdate> = cluster
+            .retained_stamps
+            .iter()
+            .map(|(topic, (stamp, node))| RetainedUpdate {
+                topic: topic.clone(),
+                stamp: *stamp,
+                node: node.clone(),
+                message: self.retained.get(topic).cloned(),
+            })
+            .collect();
+        all.sort_by(|a, b| (a.stamp, &a.node, &a.topic).cmp(&(b.stamp, &b.node, &b.topic)));
+        all
+    }
+
+    /// Another node's retained write: applied when it is newer (by stamp, then
+    /// node name) than the one held, so every node ends with the same winner.
+    pub fn apply_remote_retained(&mut self, update: RetainedUpdate) {
+        let Some(cluster) = self.cluster.as_mut() else { return };
+        if update.stamp > cluster.hlc {
+            cluster.hlc = update.stamp;
+        }
+        let newer = match cluster.retained_stamps.get(&update.topic) {
+            Some((stamp, node)) => (update.stamp, &update.node) > (*stamp, node),
+            None => true,
+        };
+        if !newer {
+            cluster.counters.retained_superseded += 1;
+            return;
+        }
+        cluster.counters.retained_applied += 1;
+        cluster.retained_stamps.insert(update.topic.clone(), (update.stamp, update.node));
+        match update.message {
+            Some(message) => {
+                let exists = self.retained.get(&update.topic).is_some();
+                if !exists && self.retained.len() >= self.config.max_retained_messages.get() {
+                    self.counters.retained_refused_full += 1;
+                    return;
+                }
+                self.retained.insert(&update.topic, message);
+            }
+            None => {
+                self.retained.remove(&update.topic);
+            }
+        }
     }
 
     pub fn cluster(&self) -> Option<&ClusterCore> {
@@ -129,15 +232,7 @@ impl Broker {
         let id = cluster.next_forward_id;
         cluster.next_forward_id += 1;
         let ack = cluster.mode == ForwardMode::Sync && message.qos != QoS::AtMostOnce;
-        let publish = Publish {
-            dup: false,
-            qos: message.qos,
-            retain: message.retain,
-            topic: message.topic.clone(),
-            packet_id: None,
-            payload: message.payload.clone(),
-            properties: message.properties.clone(),
-        };
+        let publish = publish_of(message);
         let mut nodes = Vec::with_capacity(targets.len());
         for (node, groups) in targets {
             let forward = Forward {
@@ -236,6 +331,47 @@ impl Broker {
         });
         self.counters.messages_received += 1;
         self.deliver_locally(&message, |group, filter| groups.iter().any(|(g, f)| g == group && f == filter), now);
+    }
+}
+
+impl RetainedUpdate {
+    /// The update as it crosses a link, with the expiry as time left at `now`.
+    pub fn to_wire(&self, now: Millis) -> crate::cluster::wire::RetainedWrite {
+        crate::cluster::wire::RetainedWrite {
+            topic: self.topic.clone(),
+            stamp: self.stamp,
+            node: self.node.clone(),
+            message: self.message.as_ref().map(|m| (m.expires_at.map(|at| at.saturating_sub(now)), publish_of(m))),
+        }
+    }
+
+    /// An update received from a link at `now`.
+    pub fn from_wire(write: crate::cluster::wire::RetainedWrite, now: Millis) -> Self {
+        let crate::cluster::wire::RetainedWrite { topic, stamp, node, message } = write;
+        let message = message.map(|(expires_in_ms, p)| {
+            Arc::new(Message {
+                topic: p.topic,
+                payload: p.payload,
+                qos: p.qos,
+                retain: true,
+                properties: p.properties,
+                expires_at: expires_in_ms.map(|ms| now + ms),
+                publisher: None,
+            })
+        });
+        Self { topic, stamp, node, message }
+    }
+}
+
+fn publish_of(message: &Message) -> Publish {
+    Publish {
+        dup: false,
+        qos: message.qos,
+        retain: message.retain,
+        topic: message.topic.clone(),
+        packet_id: None,
+        payload: message.payload.clone(),
+        properties: message.properties.clone(),
     }
 }
 

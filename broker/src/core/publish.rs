@@ -176,7 +176,7 @@ impl Broker {
     /// cluster) on the nodes with matching routes; stores or clears it as retained.
     pub(super) fn route(&mut self, message: Arc<Message>, now: Millis) -> Routed {
         if message.retain {
-            self.retain(&message);
+            self.retain(&message, now);
         }
         let (forward_id, nodes) = self.forward(&message, now);
         let local = self.deliver_locally(&message, |_, _| true, now);
@@ -209,10 +209,11 @@ impl Broker {
         reached
     }
 
-    fn retain(&mut self, message: &Arc<Message>) {
+    fn retain(&mut self, message: &Arc<Message>, now: Millis) {
         if message.payload.is_empty() {
             // [MQTT-3.3.1-10], [MQTT-3.3.1-11]: an empty retained message clears the topic.
             self.retained.remove(&message.topic);
+            self.retained_written(&message.topic, None, now);
             return;
         }
         let exists = self.retained.get(&message.topic).is_some();
@@ -224,7 +225,9 @@ impl Broker {
         let mut compact = Message::clone(message);
         compact.topic = bytestring::ByteString::from(&*message.topic);
         compact.payload = bytes::Bytes::copy_from_slice(&message.payload);
-        self.retained.insert(&message.topic, Arc::new(compact));
+        let compact = Arc::new(compact);
+        self.retained.insert(&message.topic, Arc::clone(&compact));
+        self.retained_written(&compact.topic, Some(compact.clone()), now);
     }
 
     /// Puts a delivery on a session's queue and sends what the window allows.

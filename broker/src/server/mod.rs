@@ -105,7 +105,7 @@ impl Server {
         let mut broker = Broker::new(config.mqtt.clone(), rng);
         let cluster = config.cluster.clone().map(|c| {
             let node = bytestring::ByteString::from(config.node.name.clone());
-            broker.join_cluster(node.clone(), c.forward, c.forward_timeout_ms);
+            broker.join_cluster(node.clone(), c.forward, c.forward_timeout_ms, runtime.clock.wall_origin_ms());
             Arc::new(ClusterShell::new(node, incarnation, c))
         });
         let shared = Arc::new(Shared {
