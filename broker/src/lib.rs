@@ -14,6 +14,7 @@
 //! specifies.
 
 pub mod auth;
+pub mod buggify;
 pub mod cluster;
 pub mod config;
 pub mod core;

@@ -256,3 +256,34 @@ async fn a_retained_message_is_visible_from_every_node_and_its_clear_too() {
         c.expect_silence().await;
     }
 }
+
+#[tokio::test]
+async fn a_persistent_client_moving_to_another_node_gets_the_messages_queued_while_away() {
+    let nodes = cluster(5, 3, "").await;
+    let persistent = |id: &str| Connect::v5(id).clean(false).session_expiry(600);
+    let (mut c, ack) = Raw::connect(nodes[0].mqtt(), persistent("mover")).await;
+    assert!(!ack.session_present);
+    c.subscribe(1, &[("mv/#", 1)]).await;
+    let (mut p, _) = Raw::connect(nodes[1].mqtt(), Connect::v5("p")).await;
+    wait_for_routes(&mut p, "mv/probe", &mut [&mut c]).await;
+    c.disconnect().await;
+    for i in 1..=3u16 {
+        p.publish(PublishSpec::new("mv/x", format!("away-{i}").as_bytes()).qos(1, i)).await;
+    }
+    // Back, on another node: the session, its subscription and its queue moved.
+    let (mut c, ack) = Raw::connect(nodes[2].mqtt(), persistent("mover")).await;
+    assert!(ack.session_present, "the session came along");
+    for i in 1..=3 {
+        assert_eq!(payload_of(&c.recv_publish_acked().await), format!("away-{i}"));
+    }
+    // Its subscription now lives on n3: new messages arrive there.
+    wait_for_routes(&mut p, "mv/probe", &mut [&mut c]).await;
+    p.publish(PublishSpec::new("mv/x", b"later").qos(1, 9)).await;
+    assert_eq!(payload_of(&c.recv_publish_acked().await), "later");
+
+    // Taking it over while connected: the old connection is told 0x8E.
+    let (again, ack) = Raw::connect(nodes[0].mqtt(), persistent("mover")).await;
+    assert!(ack.session_present);
+    c.expect_disconnect(0x8E).await;
+    again.disconnect().await;
+}

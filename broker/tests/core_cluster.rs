@@ -310,3 +310,66 @@ fn concurrent_retained_writes_converge_to_the_same_winner_on_every_node() {
     let counters = c.node(1).broker.cluster().unwrap().counters.clone();
     assert_eq!(counters.retained_superseded, 1);
 }
+
+fn persistent(id: &str) -> mqtt_codec::Connect {
+    let mut c = connect(mqtt_codec::ProtocolVersion::V5, id, false);
+    c.properties.session_expiry_interval = Some(300);
+    c
+}
+
+/// Moves `client`'s session from node `from` to node `to` as the links would, through the wire format.
+fn move_session(c: &mut Cluster, from: usize, to: usize, client: &str, discard: bool) -> bool {
+    let now = c.node(from).now;
+    let exported = c.node(from).broker.export_session(client, discard, now);
+    let Some(transfer) = exported else { return false };
+    let wire = transfer.to_wire(now);
+    let now = c.node(to).now;
+    let transfer = broker::core::transfer::SessionTransfer::from_wire(wire, now).expect("well-formed");
+    c.node(to).broker.import_session(transfer, now);
+    true
+}
+
+#[test]
+fn a_persistent_session_moves_with_its_client_and_gets_what_was_queued_while_away() {
+    let mut c = Cluster::new(&["n1", "n2"], ForwardMode::Sync);
+    let (s, _) = c.node(0).connect(persistent("mover"));
+    c.node(0).send(s, subscribe(1, &[("m/#", QoS::AtLeastOnce)]));
+    c.node(0).drop_connection(s);
+    c.settle(true);
+    let (p, _) = c.node(1).connect(v5("p"));
+    for i in 0..3u16 {
+        c.node(1).send(p, publish("m/x", &format!("q{i}"), QoS::AtLeastOnce, i + 1));
+        c.settle(true);
+    }
+    // The client comes back on n2.
+    assert!(move_session(&mut c, 0, 1, "mover", false));
+    c.settle(true);
+    assert!(c.node(1).broker.cluster().unwrap().remote.filters_of("n1").is_empty(), "n1 withdrew its route");
+    assert_eq!(c.node(0).broker.cluster().unwrap().remote.filters_of("n2"), vec![bytestring::ByteString::from("m/#")]);
+    let (s2, got) = c.node(1).connect(persistent("mover"));
+    let Packet::ConnAck(ack) = &got[0] else { panic!("{got:?}") };
+    assert!(ack.session_present);
+    assert_eq!(payloads(&got), vec!["q0", "q1", "q2"]);
+    // And it keeps receiving on its new node.
+    c.node(1).send(p, publish("m/y", "after", QoS::AtLeastOnce, 9));
+    c.settle(true);
+    assert_eq!(payloads(&c.node(1).take(s2)), vec!["after"]);
+}
+
+#[test]
+fn a_live_connection_is_closed_with_0x8e_when_its_session_moves() {
+    let mut c = Cluster::new(&["n1", "n2"], ForwardMode::Sync);
+    let (s, _) = c.node(0).connect(persistent("mover"));
+    c.node(0).send(s, subscribe(1, &[("m", QoS::AtLeastOnce)]));
+    assert!(move_session(&mut c, 0, 1, "mover", false));
+    let closing = c.node(0).take(s);
+    assert!(
+        closing.iter().any(|p| matches!(p, Packet::Disconnect(d) if d.reason_code == ReasonCode::SESSION_TAKEN_OVER)),
+        "{closing:?}"
+    );
+    // A clean start discards the session instead of moving it.
+    let (s2, _) = c.node(1).connect(persistent("mover"));
+    c.node(1).drop_connection(s2);
+    assert!(!move_session(&mut c, 1, 0, "mover", true));
+    assert_eq!(c.node(1).broker.session_count(), 0);
+}

@@ -38,6 +38,8 @@ pub struct LinkQueue {
     /// Deltas were dropped: the link must send a fresh snapshot.
     needs_snapshot: bool,
     forwards: VecDeque<Box<Forward>>,
+    /// Calls to the peer (takeover requests), answered on the same socket.
+    requests: Vec<PeerMessage>,
 }
 
 /// The outbound link to one peer, as the rest of the node sees it.
@@ -106,6 +108,12 @@ impl Link {
         drop(q);
         self.ready.notify_one();
         true
+    }
+
+    /// Queues a call to the peer (a takeover request).
+    pub fn push_request(&self, request: PeerMessage) {
+        self.queue.lock().requests.push(request);
+        self.ready.notify_one();
     }
 
     pub fn stop(&self) {
@@ -197,6 +205,11 @@ async fn serve_outbound(
             while let Some(message) = wire::decode(&mut buf)? {
                 match message {
                     PeerMessage::ForwardAck { id } => acks_shared.with_broker(|b, _| b.forward_acked(&peer, id)),
+                    PeerMessage::Session { id, transfer } => {
+                        if let Some(cluster) = &acks_shared.cluster {
+                            cluster.answer(id, transfer);
+                        }
+                    }
                     other => return Err(format!("unexpected {other:?} on an outbound link")),
                 }
             }
@@ -208,10 +221,16 @@ async fn serve_outbound(
     tokio::pin!(acks);
     let mut stop = link.stop.subscribe();
     loop {
-        let (deltas, retained, forwards, snapshot) = {
+        let (deltas, retained, forwards, requests, snapshot) = {
             let mut q = link.queue.lock();
             let snapshot = std::mem::take(&mut q.needs_snapshot);
-            (std::mem::take(&mut q.deltas), std::mem::take(&mut q.retained), std::mem::take(&mut q.forwards), snapshot)
+            (
+                std::mem::take(&mut q.deltas),
+                std::mem::take(&mut q.retained),
+                std::mem::take(&mut q.forwards),
+                std::mem::take(&mut q.requests),
+                snapshot,
+            )
         };
         if snapshot {
             return Err("route deltas overflowed: reconnecting to send a fresh snapshot".into());
@@ -236,6 +255,9 @@ async fn serve_outbound(
                     out.clear();
                 }
             }
+        }
+        for request in requests {
+            wire::encode(&request, &mut out)?;
         }
         for forward in forwards {
             wire::encode(&PeerMessage::Forward(forward), &mut out)?;
@@ -306,6 +328,16 @@ pub(crate) async fn serve_inbound(shared: Arc<Shared>, stream: Box<dyn Stream>) 
                 PeerMessage::Retained(write) => {
                     shared.with_broker(|b, now| b.apply_remote_retained(RetainedUpdate::from_wire(*write, now)))
                 }
+                PeerMessage::Takeover { id, client, discard } => {
+                    let transfer = shared.with_broker(|b, now| {
+                        b.export_session(&client, discard, now).map(|t| Box::new(t.to_wire(now)))
+                    });
+                    if transfer.is_some() {
+                        tracing::info!(%client, to = %from, "session handed over");
+                    }
+                    wire::encode(&PeerMessage::Session { id, transfer }, &mut acks)?;
+                }
+                PeerMessage::Session { .. } => return Err("Session on an inbound link".into()),
                 PeerMessage::Hello { .. } => return Err("a second Hello".into()),
                 PeerMessage::ForwardAck { .. } => return Err("ForwardAck on an inbound link".into()),
             }

@@ -11,12 +11,12 @@ use std::time::Duration;
 use ahash::AHashMap;
 use bytestring::ByteString;
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::link::{Link, run_outbound, serve_inbound};
 use super::membership::{Member, MembershipEvent, run_membership};
 use super::routes::NodeName;
-use super::wire::Forward;
+use super::wire::{Forward, PeerMessage, WireSession};
 use crate::config::ClusterConfig;
 use crate::core::Broker;
 use crate::core::cluster::RetainedUpdate;
@@ -37,6 +37,9 @@ pub struct ClusterShell {
     pub forwards_dropped: AtomicU64,
     /// Flips to true for a graceful leave.
     leave: watch::Sender<bool>,
+    /// Takeover calls waiting for their answer, by call id.
+    calls: Mutex<AHashMap<u64, oneshot::Sender<Option<Box<WireSession>>>>>,
+    next_call: AtomicU64,
 }
 
 impl ClusterShell {
@@ -50,7 +53,48 @@ impl ClusterShell {
             generation: AtomicU64::new(0),
             forwards_dropped: AtomicU64::new(0),
             leave: watch::channel(false).0,
+            calls: Mutex::new(AHashMap::new()),
+            next_call: AtomicU64::new(1),
         }
+    }
+
+    /// A peer answered takeover call `id`.
+    pub fn answer(&self, id: u64, transfer: Option<Box<WireSession>>) {
+        if let Some(waiter) = self.calls.lock().remove(&id) {
+            let _ = waiter.send(transfer);
+        }
+    }
+
+    /// Asks every reachable peer to give up `client`'s session for a new
+    /// connection here (ALGORITHM.md, "Sessions across nodes"); returns the
+    /// session if one had it. Waits at most `forward_timeout_ms` for the answers.
+    pub async fn take_over(&self, client: &ByteString, discard: bool) -> Option<Box<WireSession>> {
+        let links: Vec<Arc<Link>> =
+            self.links.lock().values().filter(|l| l.connected.load(Ordering::Acquire)).cloned().collect();
+        let mut waiting = Vec::with_capacity(links.len());
+        for link in links {
+            let id = self.next_call.fetch_add(1, Ordering::Relaxed);
+            let (tx, rx) = oneshot::channel();
+            self.calls.lock().insert(id, tx);
+            link.push_request(PeerMessage::Takeover { id, client: client.clone(), discard });
+            waiting.push((id, rx));
+        }
+        let mut found = None;
+        let wait = Duration::from_millis(self.config.forward_timeout_ms);
+        let _ = tokio::time::timeout(wait, async {
+            for (_, rx) in waiting.iter_mut() {
+                if let Ok(Some(transfer)) = rx.await {
+                    found = found.take().or(Some(transfer));
+                }
+            }
+        })
+        .await;
+        let mut calls = self.calls.lock();
+        for (id, _) in &waiting {
+            calls.remove(id);
+        }
+        drop(calls);
+        found
     }
 
     pub fn next_generation(&self) -> u64 {

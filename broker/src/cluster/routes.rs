@@ -74,6 +74,10 @@ impl RemoteRoutes {
         if self.origins.get(origin).and_then(|o| o.epoch).is_some_and(|held| held > epoch) {
             return Applied::Stale;
         }
+        // sim-bugs: the snapshot of a reconnect is forgotten.
+        let forget =
+            self.origins.contains_key(origin) && crate::buggify::fires(crate::buggify::Bug::ForgetRoutesOnReconnect);
+        let filters = if forget { Vec::new() } else { filters };
         self.remove_origin(origin);
         let mut held = Origin { epoch: Some(epoch), filters: AHashSet::with_capacity(filters.len()) };
         for filter in filters {

@@ -48,6 +48,42 @@ pub enum PeerMessage {
     },
     /// A retained message set or cleared on `node` at `stamp` (last writer wins).
     Retained(Box<RetainedWrite>),
+    /// The sender has a new connection for `client`: close yours and send its session.
+    Takeover {
+        id: u64,
+        client: ByteString,
+        discard: bool,
+    },
+    /// The answer to `Takeover { id }`: the session, if this node had one to give.
+    Session {
+        id: u64,
+        transfer: Option<Box<WireSession>>,
+    },
+}
+
+/// A session as it crosses a link; the broker clock's expiries become time left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireSession {
+    pub client_id: ByteString,
+    pub expiry_secs: u32,
+    /// Filter, options byte (SUBSCRIBE's layout), subscription identifier.
+    pub subscriptions: Vec<(ByteString, u8, Option<u32>)>,
+    /// Packet identifier, released (PUBREL sent), delivery.
+    pub inflight: Vec<(u16, bool, WireDelivery)>,
+    pub queue: Vec<WireDelivery>,
+    pub awaiting_rel: Vec<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireDelivery {
+    pub qos: u8,
+    pub retain: bool,
+    pub subscription_ids: Vec<u32>,
+    /// (group, real filter) when delivered as a shared-group member.
+    pub shared: Option<(ByteString, ByteString)>,
+    pub expires_in_ms: Option<u64>,
+    pub publisher: Option<ByteString>,
+    pub publish: Publish,
 }
 
 /// A retained write as it crosses a link.
@@ -83,6 +119,8 @@ const ROUTE_REMOVE: u8 = 4;
 const FORWARD: u8 = 5;
 const FORWARD_ACK: u8 = 6;
 const RETAINED: u8 = 7;
+const TAKEOVER: u8 = 8;
+const SESSION: u8 = 9;
 
 /// Appends one frame holding `message` to `out`.
 pub fn encode(message: &PeerMessage, out: &mut BytesMut) -> Result<(), String> {
@@ -140,6 +178,23 @@ pub fn encode(message: &PeerMessage, out: &mut BytesMut) -> Result<(), String> {
         PeerMessage::ForwardAck { id } => {
             out.put_u8(FORWARD_ACK);
             out.put_u64(*id);
+        }
+        PeerMessage::Takeover { id, client, discard } => {
+            out.put_u8(TAKEOVER);
+            out.put_u64(*id);
+            put_str(out, client);
+            out.put_u8(u8::from(*discard));
+        }
+        PeerMessage::Session { id, transfer } => {
+            out.put_u8(SESSION);
+            out.put_u64(*id);
+            match transfer {
+                None => out.put_u8(0),
+                Some(t) => {
+                    out.put_u8(1);
+                    put_session(out, t)?;
+                }
+            }
         }
     }
     let len = out.len() - start - 4;
@@ -220,6 +275,15 @@ fn decode_message(f: &mut Bytes) -> Result<PeerMessage, String> {
             };
             PeerMessage::Retained(Box::new(RetainedWrite { topic, stamp, node, message }))
         }
+        TAKEOVER => PeerMessage::Takeover { id: get_u64(f)?, client: get_str(f)?, discard: get_u8(f)? != 0 },
+        SESSION => {
+            let id = get_u64(f)?;
+            let transfer = match get_u8(f)? {
+                0 => None,
+                _ => Some(Box::new(get_session(f)?)),
+            };
+            PeerMessage::Session { id, transfer }
+        }
         other => return Err(format!("unknown message type {other}")),
     })
 }
@@ -249,6 +313,131 @@ fn get_publish(f: &mut Bytes) -> Result<Publish, String> {
     };
     publish.qos = qos;
     Ok(publish)
+}
+
+fn put_session(out: &mut BytesMut, s: &WireSession) -> Result<(), String> {
+    put_str(out, &s.client_id);
+    out.put_u32(s.expiry_secs);
+    out.put_u32(len32(s.subscriptions.len())?);
+    for (filter, options, identifier) in &s.subscriptions {
+        put_str(out, filter);
+        out.put_u8(*options);
+        put_opt_u32(out, *identifier);
+    }
+    out.put_u32(len32(s.inflight.len())?);
+    for (packet_id, released, delivery) in &s.inflight {
+        out.put_u16(*packet_id);
+        out.put_u8(u8::from(*released));
+        put_delivery(out, delivery)?;
+    }
+    out.put_u32(len32(s.queue.len())?);
+    for delivery in &s.queue {
+        put_delivery(out, delivery)?;
+    }
+    out.put_u32(len32(s.awaiting_rel.len())?);
+    for id in &s.awaiting_rel {
+        out.put_u16(*id);
+    }
+    Ok(())
+}
+
+fn get_session(f: &mut Bytes) -> Result<WireSession, String> {
+    let client_id = get_str(f)?;
+    let expiry_secs = get_u32(f)?;
+    let n = get_count(f, 5)?;
+    let mut subscriptions = Vec::with_capacity(n);
+    for _ in 0..n {
+        subscriptions.push((get_str(f)?, get_u8(f)?, get_opt_u32(f)?));
+    }
+    let n = get_count(f, 8)?;
+    let mut inflight = Vec::with_capacity(n);
+    for _ in 0..n {
+        inflight.push((get_u16(f)?, get_u8(f)? != 0, get_delivery(f)?));
+    }
+    let n = get_count(f, 8)?;
+    let mut queue = Vec::with_capacity(n);
+    for _ in 0..n {
+        queue.push(get_delivery(f)?);
+    }
+    let n = get_count(f, 2)?;
+    let mut awaiting_rel = Vec::with_capacity(n);
+    for _ in 0..n {
+        awaiting_rel.push(get_u16(f)?);
+    }
+    Ok(WireSession { client_id, expiry_secs, subscriptions, inflight, queue, awaiting_rel })
+}
+
+fn put_delivery(out: &mut BytesMut, d: &WireDelivery) -> Result<(), String> {
+    out.put_u8(d.qos);
+    out.put_u8(u8::from(d.retain));
+    out.put_u32(len32(d.subscription_ids.len())?);
+    for id in &d.subscription_ids {
+        out.put_u32(*id);
+    }
+    match &d.shared {
+        None => out.put_u8(0),
+        Some((group, filter)) => {
+            out.put_u8(1);
+            put_str(out, group);
+            put_str(out, filter);
+        }
+    }
+    put_expiry(out, d.expires_in_ms);
+    put_str(out, d.publisher.as_deref().unwrap_or(""));
+    // Length-prefixed: a delivery is not the last field of its message.
+    let at = out.len();
+    out.put_u32(0);
+    put_publish(out, &d.publish)?;
+    let len = len32(out.len() - at - 4)?;
+    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+    Ok(())
+}
+
+fn get_delivery(f: &mut Bytes) -> Result<WireDelivery, String> {
+    let qos = get_u8(f)?;
+    let retain = get_u8(f)? != 0;
+    let n = get_count(f, 4)?;
+    let mut subscription_ids = Vec::with_capacity(n);
+    for _ in 0..n {
+        subscription_ids.push(get_u32(f)?);
+    }
+    let shared = match get_u8(f)? {
+        0 => None,
+        _ => Some((get_str(f)?, get_str(f)?)),
+    };
+    let expires_in_ms = get_expiry(f)?;
+    let publisher = Some(get_str(f)?).filter(|p| !p.is_empty());
+    let len = get_u32(f)? as usize;
+    need(f, len)?;
+    let mut packet = f.split_to(len);
+    let publish = get_publish(&mut packet)?;
+    Ok(WireDelivery { qos, retain, subscription_ids, shared, expires_in_ms, publisher, publish })
+}
+
+/// A list length, refused when the bytes left cannot hold that many items of `min_item` bytes.
+fn get_count(f: &mut Bytes, min_item: usize) -> Result<usize, String> {
+    let n = get_u32(f)? as usize;
+    if n > f.remaining() / min_item {
+        return Err(format!("{n} items announced in {} bytes", f.remaining()));
+    }
+    Ok(n)
+}
+
+fn put_opt_u32(out: &mut BytesMut, v: Option<u32>) {
+    match v {
+        Some(v) => {
+            out.put_u8(1);
+            out.put_u32(v);
+        }
+        None => out.put_u8(0),
+    }
+}
+
+fn get_opt_u32(f: &mut Bytes) -> Result<Option<u32>, String> {
+    Ok(match get_u8(f)? {
+        0 => None,
+        _ => Some(get_u32(f)?),
+    })
 }
 
 fn put_expiry(out: &mut BytesMut, expires_in_ms: Option<u64>) {
@@ -346,6 +535,19 @@ mod tests {
         }))
     }
 
+    fn delivery() -> WireDelivery {
+        let PeerMessage::Forward(f) = forward() else { unreachable!() };
+        WireDelivery {
+            qos: 1,
+            retain: false,
+            subscription_ids: vec![1, 2],
+            shared: Some(("g".into(), "t/+".into())),
+            expires_in_ms: Some(10),
+            publisher: Some("p".into()),
+            publish: f.publish,
+        }
+    }
+
     fn every_kind() -> Vec<PeerMessage> {
         let epoch = Epoch { incarnation: 9, generation: 3 };
         vec![
@@ -361,6 +563,19 @@ mod tests {
             PeerMessage::RouteRemove { epoch, filter: "x/+".into() },
             forward(),
             PeerMessage::ForwardAck { id: u64::MAX },
+            PeerMessage::Takeover { id: 3, client: "c1".into(), discard: false },
+            PeerMessage::Session { id: 3, transfer: None },
+            PeerMessage::Session {
+                id: 4,
+                transfer: Some(Box::new(WireSession {
+                    client_id: "c1".into(),
+                    expiry_secs: 300,
+                    subscriptions: vec![("a/+".into(), 0b10_1101, Some(7)), ("$share/g/b".into(), 1, None)],
+                    inflight: vec![(9, true, delivery()), (10, false, delivery())],
+                    queue: vec![delivery()],
+                    awaiting_rel: vec![1, 65535],
+                })),
+            },
             PeerMessage::Retained(Box::new(RetainedWrite {
                 topic: "r/1".into(),
                 stamp: Stamp { wall_ms: 1_700_000_000_000, counter: 3 },

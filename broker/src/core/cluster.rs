@@ -319,6 +319,9 @@ impl Broker {
         if let Some(cluster) = self.cluster.as_mut() {
             cluster.counters.forwards_received += 1;
         }
+        if crate::buggify::fires(crate::buggify::Bug::DropForward) {
+            return; // sim-bugs: acknowledged by the link, delivered to no one
+        }
         let Forward { expires_in_ms, publisher, groups, publish, .. } = forward;
         let message = Arc::new(Message {
             topic: publish.topic,

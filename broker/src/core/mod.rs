@@ -19,6 +19,7 @@ mod publish;
 pub mod router;
 pub mod session;
 mod subscribe;
+pub mod transfer;
 pub mod trie;
 
 use std::collections::BTreeMap;

@@ -237,6 +237,9 @@ impl Broker {
             self.counters.dropped_offline_qos0 += 1;
             return;
         }
+        if delivery.qos == QoS::ExactlyOnce && crate::buggify::fires(crate::buggify::Bug::Qos2Twice) {
+            let _ = session.enqueue(delivery.clone(), self.config.max_queued_messages.get()); // sim-bugs: a second copy
+        }
         match session.enqueue(delivery, self.config.max_queued_messages.get()) {
             Overflow::None => {}
             Overflow::DroppedQueuedQos0 => self.counters.dropped_qos0_for_room += 1,

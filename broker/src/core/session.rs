@@ -107,6 +107,10 @@ impl Session {
     /// message makes room first; otherwise the new delivery is dropped.
     pub fn enqueue(&mut self, delivery: Delivery, max: usize) -> Overflow {
         if self.queue.len() < max {
+            if !self.queue.is_empty() && crate::buggify::fires(crate::buggify::Bug::ReorderQueue) {
+                self.queue.insert(self.queue.len() - 1, delivery); // sim-bugs: ahead of the last one
+                return Overflow::None;
+            }
             self.queue.push_back(delivery);
             return Overflow::None;
         }

@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 
 use super::{NotifyWaker, Shared};
 use crate::auth::Credentials;
+use crate::core::transfer::SessionTransfer;
 use crate::core::{Closure, ConnId, Outbox, Refusal};
 use crate::seam::{Accepted, Stream};
 
@@ -71,7 +72,21 @@ pub(super) async fn serve(shared: &Arc<Shared>, conn: ConnId, accepted: Accepted
     let notify = Arc::new(NotifyWaker(Notify::new()));
     let requested_id = connect.client_id.clone();
     let clean_start = connect.clean_start;
-    let outcome = shared.with_broker(|broker, now| broker.connect(conn, *connect, notify.clone(), now));
+    // In a cluster, a session held by another node moves here first, so that
+    // the CONNECT resumes it as a local reconnect would.
+    let transfer = match &shared.cluster {
+        Some(cluster) if !connect.client_id.is_empty() => {
+            let client = bytestring::ByteString::from(&*connect.client_id);
+            cluster.take_over(&client, clean_start).await
+        }
+        _ => None,
+    };
+    let outcome = shared.with_broker(|broker, now| {
+        if let Some(transfer) = transfer.and_then(|t| SessionTransfer::from_wire(*t, now)) {
+            broker.import_session(transfer, now);
+        }
+        broker.connect(conn, *connect, notify.clone(), now)
+    });
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(refusal) => {

@@ -1,0 +1,110 @@
+//! Named bugs that the simulation injects to prove its checkers can fail
+//! (FoundationDB's BUGGIFY, reduced to what a checker needs).
+//!
+//! Compiled only with the `sim-bugs` feature; without it [`fires`] is a
+//! constant `false` and every injection point vanishes. With it, a bug is
+//! enabled per thread ([`enable`]): turmoil runs a whole simulated cluster on
+//! the thread that steps it, so a test that enables a bug affects no other
+//! test running beside it, and a production broker (whose threads never call
+//! `enable`) behaves as if the feature were off.
+//!
+//! Each injection point is one `if crate::buggify::fires(Bug::X)` marked
+//! `// sim-bugs:` in the file it breaks.
+
+/// The bugs there are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Bug {
+    /// A node receiving a forwarded publish acknowledges it but delivers it
+    /// to no local session (core/cluster.rs, `handle_forward`).
+    DropForward,
+    /// A node applying a peer's route snapshot that replaces an earlier one
+    /// (a reconnect) keeps none of its routes (cluster/routes.rs, `apply_snapshot`).
+    ForgetRoutesOnReconnect,
+    /// A QoS 2 delivery is queued twice, as two messages with their own
+    /// packet ids (core/publish.rs, `deliver`).
+    Qos2Twice,
+    /// A delivery is queued before the one already waiting at the back of a
+    /// session's queue (core/session.rs, `enqueue`).
+    ReorderQueue,
+}
+
+impl Bug {
+    pub const ALL: [Bug; 4] = [Bug::DropForward, Bug::ForgetRoutesOnReconnect, Bug::Qos2Twice, Bug::ReorderQueue];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Bug::DropForward => "drop-forward",
+            Bug::ForgetRoutesOnReconnect => "forget-routes-on-reconnect",
+            Bug::Qos2Twice => "qos2-twice",
+            Bug::ReorderQueue => "reorder-queue",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Bug> {
+        Bug::ALL.into_iter().find(|b| b.name() == name)
+    }
+}
+
+/// Whether this build has the injection points.
+pub const AVAILABLE: bool = cfg!(feature = "sim-bugs");
+
+#[cfg(feature = "sim-bugs")]
+mod enabled {
+    use std::cell::Cell;
+
+    use super::Bug;
+
+    thread_local! {
+        /// The bug enabled on this thread, and how often it fires (every n-th chance).
+        static BUG: Cell<Option<(Bug, u64)>> = const { Cell::new(None) };
+        /// Chances the enabled bug had so far.
+        static CHANCES: Cell<u64> = const { Cell::new(0) };
+    }
+
+    pub fn enable(bug: Option<(Bug, u64)>) {
+        BUG.set(bug.map(|(b, every)| (b, every.max(1))));
+        CHANCES.set(0);
+    }
+
+    pub fn fires(bug: Bug) -> bool {
+        match BUG.get() {
+            Some((enabled, every)) if enabled == bug => {
+                let chance = CHANCES.get() + 1;
+                CHANCES.set(chance);
+                chance % every == 0
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Enables `bug` on the calling thread, firing at every `every`-th chance
+/// (`None`: no bug). Fails when the broker was built without `sim-bugs`.
+pub fn enable(bug: Option<(Bug, u64)>) -> Result<(), &'static str> {
+    #[cfg(feature = "sim-bugs")]
+    {
+        enabled::enable(bug);
+        Ok(())
+    }
+    #[cfg(not(feature = "sim-bugs"))]
+    {
+        match bug {
+            None => Ok(()),
+            Some(_) => Err("the broker was built without the `sim-bugs` feature"),
+        }
+    }
+}
+
+/// True when `bug` is enabled on this thread and fires at this chance.
+#[inline]
+pub fn fires(bug: Bug) -> bool {
+    #[cfg(feature = "sim-bugs")]
+    {
+        enabled::fires(bug)
+    }
+    #[cfg(not(feature = "sim-bugs"))]
+    {
+        let _ = bug;
+        false
+    }
+}
