@@ -211,6 +211,12 @@ pub enum SharedStrategy {
     Random,
     /// The same member until it leaves.
     Sticky,
+    /// The member (and, in a cluster, the node) chosen by a hash of the
+    /// publisher's client id: one publisher's messages go to one member.
+    HashClientid,
+    /// In a cluster, a member on the publishing node when it has one (then
+    /// round robin); alone, the same as round robin.
+    Local,
 }
 
 /// A configuration that cannot be used, with where it came from.

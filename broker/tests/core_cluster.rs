@@ -6,7 +6,7 @@
 mod core_common;
 
 use broker::cluster::routes::{Epoch, NodeName};
-use broker::config::ForwardMode;
+use broker::config::{ForwardMode, MqttConfig, SharedStrategy};
 use broker::core::cluster::RetainedUpdate;
 use broker::core::router::RouteChange;
 use core_common::*;
@@ -20,9 +20,14 @@ struct Cluster {
 
 impl Cluster {
     fn new(names: &[&str], mode: ForwardMode) -> Self {
+        Self::with_strategy(names, mode, SharedStrategy::RoundRobin)
+    }
+
+    fn with_strategy(names: &[&str], mode: ForwardMode, strategy: SharedStrategy) -> Self {
         let mut nodes = Vec::new();
         for name in names {
-            let mut h = Harness::new();
+            let config = MqttConfig { shared_subscription_strategy: strategy, ..MqttConfig::default() };
+            let mut h = Harness::with_config(config);
             h.broker.join_cluster((*name).into(), mode, TIMEOUT_MS, 1_700_000_000_000);
             nodes.push(((*name).into(), h));
         }
@@ -215,8 +220,60 @@ fn async_forwarding_acknowledges_at_once() {
     assert_eq!(payloads(&c.node(1).take(s2)), vec!["m"]);
 }
 
+/// Three nodes each with one member of `$share/g/t/+`; publishes `n` messages
+/// on n1 and returns how many each node's member got.
+fn shared_spread(strategy: SharedStrategy, n: u16, publisher: &str) -> Vec<usize> {
+    let mut c = Cluster::with_strategy(&["n1", "n2", "n3"], ForwardMode::Sync, strategy);
+    let mut members = Vec::new();
+    for i in 0..3 {
+        let (m, _) = c.node(i).connect(v5(&format!("m{i}")));
+        c.node(i).send(m, subscribe(1, &[("$share/g/t/+", QoS::AtLeastOnce)]));
+        members.push(m);
+    }
+    c.settle(true);
+    let (p, _) = c.node(0).connect(v5(publisher));
+    for i in 0..n {
+        c.node(0).send(p, publish("t/x", &format!("m{i}"), QoS::AtLeastOnce, i + 1));
+        c.settle(true);
+    }
+    (0..3).map(|i| payloads(&c.node(i).take(members[i])).len()).collect()
+}
+
 #[test]
-fn a_shared_group_gets_one_copy_cluster_wide_preferring_local_members() {
+fn a_shared_group_gets_one_copy_cluster_wide_whatever_the_strategy() {
+    for strategy in [
+        SharedStrategy::RoundRobin,
+        SharedStrategy::Random,
+        SharedStrategy::Sticky,
+        SharedStrategy::HashClientid,
+        SharedStrategy::Local,
+    ] {
+        let spread = shared_spread(strategy, 12, "p");
+        assert_eq!(spread.iter().sum::<usize>(), 12, "{strategy:?}: one copy per message: {spread:?}");
+        match strategy {
+            SharedStrategy::RoundRobin => assert_eq!(spread, vec![4, 4, 4], "round robin over the nodes"),
+            SharedStrategy::Local => assert_eq!(spread, vec![12, 0, 0], "the publisher's node serves"),
+            SharedStrategy::Sticky | SharedStrategy::HashClientid => {
+                assert_eq!(spread.iter().filter(|n| **n > 0).count(), 1, "{strategy:?}: one node: {spread:?}")
+            }
+            SharedStrategy::Random => {}
+        }
+    }
+}
+
+#[test]
+fn hash_clientid_spreads_publishers_but_keeps_each_on_one_node() {
+    let mut nodes_used = std::collections::BTreeSet::new();
+    for p in 0..12 {
+        let spread = shared_spread(SharedStrategy::HashClientid, 3, &format!("publisher-{p}"));
+        assert_eq!(spread.iter().filter(|n| **n > 0).count(), 1, "{spread:?}");
+        nodes_used.insert(spread.iter().position(|n| *n > 0));
+    }
+    assert!(nodes_used.len() > 1, "different publishers reach different nodes");
+}
+
+#[test]
+fn a_shared_group_without_a_local_member_is_served_by_a_node_that_has_one() {
     let mut c = Cluster::new(&["n1", "n2", "n3"], ForwardMode::Sync);
     let (m2, _) = c.node(1).connect(v5("m2"));
     let (m3, _) = c.node(2).connect(v5("m3"));
@@ -225,22 +282,14 @@ fn a_shared_group_gets_one_copy_cluster_wide_preferring_local_members() {
     c.settle(true);
     let (p1, _) = c.node(0).connect(v5("p1"));
     for i in 0..4u16 {
-        c.node(0).send(p1, publish("t/x", &format!("m{i}"), QoS::AtLeastOnce, i + 1));
+        let sent = c.node(0).send(p1, publish("t/x", &format!("m{i}"), QoS::AtLeastOnce, i + 1));
+        assert!(acks(&sent).is_empty(), "held until the serving node accepted it");
         c.settle(true);
+        assert_eq!(acks(&c.node(0).take(p1)), vec![ReasonCode::SUCCESS]);
     }
     let on2 = payloads(&c.node(1).take(m2));
     let on3 = payloads(&c.node(2).take(m3));
-    assert_eq!(on2.len() + on3.len(), 4, "one copy per message: {on2:?} {on3:?}");
-    assert!(!on2.is_empty() && !on3.is_empty(), "the group is served in turn by both nodes");
-
-    // A local member takes the group's messages; the remote members get none.
-    let (m1, _) = c.node(0).connect(v5("m1"));
-    c.node(0).send(m1, subscribe(1, &[("$share/g/t/+", QoS::AtLeastOnce)]));
-    c.settle(true);
-    c.node(0).send(p1, publish("t/x", "local", QoS::AtLeastOnce, 9));
-    c.settle(true);
-    assert_eq!(payloads(&c.node(0).take(m1)), vec!["local"]);
-    assert!(payloads(&c.node(1).take(m2)).is_empty() && payloads(&c.node(2).take(m3)).is_empty());
+    assert_eq!((on2.len(), on3.len()), (2, 2), "{on2:?} {on3:?}");
 }
 
 #[test]
@@ -372,4 +421,28 @@ fn a_live_connection_is_closed_with_0x8e_when_its_session_moves() {
     c.node(1).drop_connection(s2);
     assert!(!move_session(&mut c, 1, 0, "mover", true));
     assert_eq!(c.node(1).broker.session_count(), 0);
+}
+
+#[test]
+fn a_departing_member_hands_its_unacknowledged_messages_to_a_member_on_another_node() {
+    let mut c = Cluster::with_strategy(&["n1", "n2"], ForwardMode::Sync, SharedStrategy::Local);
+    let (m1, _) = c.node(0).connect(v5("m1"));
+    let (m2, _) = c.node(1).connect(v5("m2"));
+    let (d2, _) = c.node(1).connect(v5("d2"));
+    c.node(0).send(m1, subscribe(1, &[("$share/g/t", QoS::AtLeastOnce)]));
+    c.node(1).send(m2, subscribe(1, &[("$share/g/t", QoS::AtLeastOnce)]));
+    // A direct subscriber on n2 must not get the handed-over copy a second time.
+    c.node(1).send(d2, subscribe(1, &[("t", QoS::AtLeastOnce)]));
+    c.settle(true);
+    let (p, _) = c.node(0).connect(v5("p"));
+    c.node(0).send(p, publish("t", "unacked", QoS::AtLeastOnce, 1));
+    c.settle(true);
+    assert_eq!(payloads(&c.node(0).take(m1)), vec!["unacked"], "local strategy: n1's member gets it");
+    assert_eq!(payloads(&c.node(1).take(d2)), vec!["unacked"]);
+    assert!(payloads(&c.node(1).take(m2)).is_empty());
+    // m1 leaves without acknowledging: its session ends, the message moves to n2's member.
+    c.node(0).drop_connection(m1);
+    c.settle(true);
+    assert_eq!(payloads(&c.node(1).take(m2)), vec!["unacked"]);
+    assert!(payloads(&c.node(1).take(d2)).is_empty(), "the direct subscriber already had it");
 }

@@ -163,6 +163,15 @@ impl RemoteRoutes {
         found
     }
 
+    /// The nodes with members of `$share/group/filter` (filter without the prefix).
+    pub fn group_holders(&self, group: &str, filter: &str) -> Vec<NodeName> {
+        self.index
+            .get(filter)
+            .and_then(|h| h.groups.iter().find(|(g, _)| g == group))
+            .map(|(_, nodes)| nodes.clone())
+            .unwrap_or_default()
+    }
+
     fn index_add(&mut self, origin: &NodeName, route: &ByteString) {
         let (group, real) = split(route);
         let real = ByteString::from(real);

@@ -108,6 +108,9 @@ pub struct Forward {
     pub publisher: Option<ByteString>,
     /// Shared groups (group, real filter) this node is to serve; its other groups are served elsewhere.
     pub groups: Vec<(ByteString, ByteString)>,
+    /// Whether the node delivers to its direct (non-shared) subscriptions too;
+    /// false when a departing member's message is handed to a group elsewhere.
+    pub direct: bool,
     /// Topic, payload, QoS, retain and properties (no packet id, no alias).
     pub publish: Publish,
 }
@@ -150,7 +153,7 @@ pub fn encode(message: &PeerMessage, out: &mut BytesMut) -> Result<(), String> {
         PeerMessage::Forward(f) => {
             out.put_u8(FORWARD);
             out.put_u64(f.id);
-            out.put_u8(u8::from(f.ack));
+            out.put_u8(u8::from(f.ack) | (u8::from(f.direct) << 1));
             put_expiry(out, f.expires_in_ms);
             put_str(out, f.publisher.as_deref().unwrap_or(""));
             out.put_u32(len32(f.groups.len())?);
@@ -250,7 +253,8 @@ fn decode_message(f: &mut Bytes) -> Result<PeerMessage, String> {
         ROUTE_REMOVE => PeerMessage::RouteRemove { epoch: get_epoch(f)?, filter: get_str(f)? },
         FORWARD => {
             let id = get_u64(f)?;
-            let ack = get_u8(f)? != 0;
+            let flags = get_u8(f)?;
+            let (ack, direct) = (flags & 1 != 0, flags & 2 != 0);
             let expires_in_ms = get_expiry(f)?;
             let publisher = Some(get_str(f)?).filter(|p| !p.is_empty());
             let n = get_u32(f)? as usize;
@@ -262,7 +266,7 @@ fn decode_message(f: &mut Bytes) -> Result<PeerMessage, String> {
                 groups.push((get_str(f)?, get_str(f)?));
             }
             let publish = get_publish(f)?;
-            PeerMessage::Forward(Box::new(Forward { id, ack, expires_in_ms, publisher, groups, publish }))
+            PeerMessage::Forward(Box::new(Forward { id, ack, expires_in_ms, publisher, groups, direct, publish }))
         }
         FORWARD_ACK => PeerMessage::ForwardAck { id: get_u64(f)? },
         RETAINED => {
@@ -519,6 +523,7 @@ mod tests {
             expires_in_ms: Some(1500),
             publisher: Some("pub-1".into()),
             groups: vec![("g".into(), "t/+".into())],
+            direct: true,
             publish: Publish {
                 dup: false,
                 qos: QoS::ExactlyOnce,

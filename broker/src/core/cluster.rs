@@ -10,12 +10,13 @@ use bytestring::ByteString;
 use mqtt_codec::{Packet, Publish, QoS};
 
 use super::message::Message;
-use super::router::{ClientId, RouteChange};
+use super::router::{ClientId, RouteChange, SharedKey};
 use super::{Broker, ConnId, Timer};
 use crate::cluster::routes::{NodeName, RemoteRoutes};
 use crate::cluster::wire::Forward;
-use crate::config::ForwardMode;
+use crate::config::{ForwardMode, SharedStrategy};
 use crate::seam::Millis;
+use rand::Rng;
 
 /// What the cluster did, for status output and metrics.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -71,8 +72,10 @@ pub struct ClusterCore {
     next_forward_id: u64,
     outgoing: Vec<(NodeName, Box<Forward>)>,
     held: AHashMap<u64, HeldAck>,
-    /// Turns through the nodes holding a shared group that has no local member.
-    group_turn: usize,
+    /// Per shared group (group, filter): the round-robin turn over its nodes,
+    /// and the node a sticky group keeps while it has members.
+    group_turns: AHashMap<(ByteString, ByteString), usize>,
+    sticky_nodes: AHashMap<(ByteString, ByteString), NodeName>,
     pub counters: ClusterCounters,
     /// Wall-clock milliseconds = broker clock + this (read once through the seam).
     wall_offset_ms: u64,
@@ -106,7 +109,8 @@ impl Broker {
             next_forward_id: 1,
             outgoing: Vec::new(),
             held: AHashMap::new(),
-            group_turn: 0,
+            group_turns: AHashMap::new(),
+            sticky_nodes: AHashMap::new(),
             counters: ClusterCounters::default(),
             wall_offset_ms,
             hlc: Stamp::default(),
@@ -208,22 +212,34 @@ impl Broker {
     }
 
     /// Sends a message to the other nodes whose routes match: direct routes
-    /// each get it once; a shared group with no local member is served by one
-    /// of the nodes holding it, in turn.
-    pub(super) fn forward(&mut self, message: &Arc<Message>, now: Millis) -> (u64, Vec<NodeName>) {
-        let Some(cluster) = self.cluster.as_mut() else { return (0, Vec::new()) };
+    /// each get it once; each matching `$share` group is served by one node,
+    /// chosen by the shared subscription strategy among the nodes with members
+    /// (this one included). Returns the forward id (0: no acknowledgement to
+    /// wait for), the nodes it went to, and the groups served elsewhere (which
+    /// this node must not serve).
+    pub(super) fn forward(
+        &mut self,
+        message: &Arc<Message>,
+        now: Millis,
+    ) -> (u64, Vec<NodeName>, Vec<(ByteString, ByteString)>) {
+        let Some(cluster) = self.cluster.as_mut() else { return (0, Vec::new(), Vec::new()) };
         let matched = cluster.remote.matches(&message.topic);
         if matched.nodes.is_empty() && matched.groups.is_empty() {
-            return (0, Vec::new());
+            return (0, Vec::new(), Vec::new());
         }
         let mut targets: Vec<(NodeName, Vec<(ByteString, ByteString)>)> =
             matched.nodes.into_iter().map(|n| (n, Vec::new())).collect();
+        let mut served_elsewhere = Vec::new();
+        let strategy = self.config.shared_subscription_strategy;
+        let publisher_hash = message.publisher.as_deref().map_or(0, super::router::stable_hash);
         for (group, filter, holders) in matched.groups {
-            if self.router.has_group(&group, &filter) || holders.is_empty() {
-                continue; // Served here: local members first.
-            }
-            cluster.group_turn = cluster.group_turn.wrapping_add(1);
-            let node = holders[cluster.group_turn % holders.len()].clone();
+            let here = self.router.has_group(&group, &filter);
+            let Some(node) =
+                cluster.choose_node(&group, &filter, holders, here, strategy, publisher_hash, &mut self.rng)
+            else {
+                continue; // This node serves the group.
+            };
+            served_elsewhere.push((group.clone(), filter.clone()));
             match targets.iter_mut().find(|(n, _)| *n == node) {
                 Some((_, groups)) => groups.push((group, filter)),
                 None => targets.push((node, vec![(group, filter)])),
@@ -241,13 +257,43 @@ impl Broker {
                 expires_in_ms: message.expires_at.map(|at| at.saturating_sub(now)),
                 publisher: message.publisher.clone(),
                 groups,
+                direct: true,
                 publish: publish.clone(),
             };
             cluster.counters.forwarded += 1;
             cluster.outgoing.push((node.clone(), Box::new(forward)));
             nodes.push(node);
         }
-        (if ack { id } else { 0 }, nodes)
+        (if ack { id } else { 0 }, nodes, served_elsewhere)
+    }
+
+    /// Hands a shared group's message that no local member can take to a node
+    /// with members of the group (for that group only). False when no other
+    /// node has members.
+    pub(super) fn forward_to_group(&mut self, key: &SharedKey, message: &Arc<Message>, now: Millis) -> bool {
+        let strategy = self.config.shared_subscription_strategy;
+        let publisher_hash = message.publisher.as_deref().map_or(0, super::router::stable_hash);
+        let Some(cluster) = self.cluster.as_mut() else { return false };
+        let holders = cluster.remote.group_holders(&key.group, &key.filter);
+        let Some(node) =
+            cluster.choose_node(&key.group, &key.filter, holders, false, strategy, publisher_hash, &mut self.rng)
+        else {
+            return false;
+        };
+        let id = cluster.next_forward_id;
+        cluster.next_forward_id += 1;
+        let forward = Forward {
+            id,
+            ack: false,
+            expires_in_ms: message.expires_at.map(|at| at.saturating_sub(now)),
+            publisher: message.publisher.clone(),
+            groups: vec![(key.group.clone(), key.filter.clone())],
+            direct: false,
+            publish: publish_of(message),
+        };
+        cluster.counters.forwarded += 1;
+        cluster.outgoing.push((node, Box::new(forward)));
+        true
     }
 
     /// Holds `response` (the PUBACK or PUBREC of a QoS 1/2 publish) until every
@@ -322,7 +368,7 @@ impl Broker {
         if crate::buggify::fires(crate::buggify::Bug::DropForward) {
             return; // sim-bugs: acknowledged by the link, delivered to no one
         }
-        let Forward { expires_in_ms, publisher, groups, publish, .. } = forward;
+        let Forward { expires_in_ms, publisher, groups, direct, publish, .. } = forward;
         let message = Arc::new(Message {
             topic: publish.topic,
             payload: publish.payload,
@@ -333,7 +379,12 @@ impl Broker {
             publisher,
         });
         self.counters.messages_received += 1;
-        self.deliver_locally(&message, |group, filter| groups.iter().any(|(g, f)| g == group && f == filter), now);
+        self.deliver_locally(
+            &message,
+            direct,
+            |group, filter| groups.iter().any(|(g, f)| g == group && f == filter),
+            now,
+        );
     }
 }
 
@@ -379,6 +430,50 @@ fn publish_of(message: &Message) -> Publish {
 }
 
 impl ClusterCore {
+    /// The node that serves a shared group for one message: `None` for this
+    /// node. Candidates are the `holders` (other nodes with members) and this
+    /// node when `here`, in name order so every strategy is deterministic.
+    #[allow(clippy::too_many_arguments)]
+    fn choose_node(
+        &mut self,
+        group: &ByteString,
+        filter: &ByteString,
+        holders: Vec<NodeName>,
+        here: bool,
+        strategy: SharedStrategy,
+        publisher_hash: u64,
+        rng: &mut impl Rng,
+    ) -> Option<NodeName> {
+        if holders.is_empty() || (here && strategy == SharedStrategy::Local) {
+            return None;
+        }
+        let mut candidates = holders;
+        if here {
+            candidates.push(self.node.clone());
+        }
+        candidates.sort();
+        let key = (group.clone(), filter.clone());
+        let count = candidates.len();
+        let chosen = match strategy {
+            SharedStrategy::RoundRobin | SharedStrategy::Local => {
+                let turn = self.group_turns.entry(key).or_insert(0);
+                *turn = turn.wrapping_add(1);
+                candidates[*turn % count].clone()
+            }
+            SharedStrategy::Random => candidates[rng.random_range(0..count)].clone(),
+            SharedStrategy::HashClientid => candidates[(publisher_hash % count as u64) as usize].clone(),
+            SharedStrategy::Sticky => match self.sticky_nodes.get(&key).filter(|n| candidates.contains(n)) {
+                Some(node) => node.clone(),
+                None => {
+                    let node = candidates[0].clone();
+                    self.sticky_nodes.insert(key, node.clone());
+                    node
+                }
+            },
+        };
+        (chosen != self.node).then_some(chosen)
+    }
+
     pub fn node(&self) -> &NodeName {
         &self.node
     }

@@ -178,8 +178,13 @@ impl Broker {
         if message.retain {
             self.retain(&message, now);
         }
-        let (forward_id, nodes) = self.forward(&message, now);
-        let local = self.deliver_locally(&message, |_, _| true, now);
+        let (forward_id, nodes, served_elsewhere) = self.forward(&message, now);
+        let local = self.deliver_locally(
+            &message,
+            true,
+            |group, filter| !served_elsewhere.iter().any(|(g, f)| g == group && f == filter),
+            now,
+        );
         Routed { local, forward_id, nodes }
     }
 
@@ -189,6 +194,7 @@ impl Broker {
     pub(super) fn deliver_locally(
         &mut self,
         message: &Arc<Message>,
+        direct: bool,
         serve_group: impl Fn(&str, &str) -> bool,
         now: Millis,
     ) -> usize {
@@ -196,8 +202,10 @@ impl Broker {
         let sessions = &self.sessions;
         self.router.route_serving(
             &message.topic,
+            message.publisher.as_deref(),
             &mut self.rng,
             |client| sessions.get(client).is_some_and(|s| s.connection.is_some()),
+            direct,
             serve_group,
             &mut matched,
         );
@@ -366,8 +374,12 @@ impl Broker {
                     delivery.subscription_ids = subscription.identifier.into_iter().collect();
                     self.deliver(&client, delivery, now);
                 }
-                // No other member: the message stays with the departing session if it lives on.
+                // No other member here: another node's member takes it, or else
+                // the message stays with the departing session if it lives on.
                 None => {
+                    if self.forward_to_group(&key, &delivery.message, now) {
+                        continue;
+                    }
                     if let Some(session) = self.sessions.get_mut(from) {
                         session.queue.push_back(delivery);
                     }

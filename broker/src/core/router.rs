@@ -109,6 +109,7 @@ impl Router {
     }
 
     /// Whether this node has members of `$share/group/filter`.
+    #[must_use]
     pub fn has_group(&self, group: &str, filter: &str) -> bool {
         self.entries.get(filter).is_some_and(|e| e.shared.contains_key(group))
     }
@@ -212,20 +213,25 @@ impl Router {
         available: impl Fn(&ClientId) -> bool,
         out: &mut Vec<Matched>,
     ) {
-        self.route_serving(topic, rng, available, |_, _| true, out);
+        self.route_serving(topic, None, rng, available, true, |_, _| true, out);
     }
 
-    /// Like [`Router::route`], serving only the shared groups (group, real
-    /// filter) for which `serve_group` holds: in a cluster another node may
-    /// serve a group this node also has members of.
+    /// Like [`Router::route`], serving direct subscriptions only when
+    /// `direct`, and only the shared groups (group, real filter) for which
+    /// `serve_group` holds: in a cluster another node may serve a group this
+    /// node also has members of. `publisher` feeds `hash_clientid`.
+    #[allow(clippy::too_many_arguments)]
     pub fn route_serving(
         &mut self,
         topic: &str,
+        publisher: Option<&str>,
         rng: &mut impl Rng,
         available: impl Fn(&ClientId) -> bool,
+        direct: bool,
         serve_group: impl Fn(&str, &str) -> bool,
         out: &mut Vec<Matched>,
     ) {
+        let key = publisher.map_or(0, stable_hash);
         let mut filters: Vec<ByteString> = Vec::new();
         if self.entries.contains_key(topic) {
             filters.push(ByteString::from(topic));
@@ -233,14 +239,16 @@ impl Router {
         self.wildcards.matches(topic, &mut |f| filters.push(f.clone()));
         for filter in filters {
             let Some(entry) = self.entries.get_mut(&filter) else { continue };
-            for (client, subscription) in &entry.direct {
-                out.push(Matched { client: client.clone(), subscription: *subscription, shared: None });
+            if direct {
+                for (client, subscription) in &entry.direct {
+                    out.push(Matched { client: client.clone(), subscription: *subscription, shared: None });
+                }
             }
             for (group_name, group) in &mut entry.shared {
                 if !serve_group(group_name, &filter) {
                     continue;
                 }
-                if let Some((client, subscription)) = pick(group, self.strategy, rng, &available) {
+                if let Some((client, subscription)) = pick(group, self.strategy, key, rng, &available) {
                     out.push(Matched {
                         client,
                         subscription,
@@ -261,7 +269,7 @@ impl Router {
         available: impl Fn(&ClientId) -> bool,
     ) -> Option<(ClientId, Subscription)> {
         let group = self.entries.get_mut(&key.filter)?.shared.get_mut(&key.group)?;
-        pick(group, self.strategy, rng, &|c: &ClientId| c != except && available(c)).filter(|(c, _)| c != except)
+        pick(group, self.strategy, 0, rng, &|c: &ClientId| c != except && available(c)).filter(|(c, _)| c != except)
     }
 
     /// Number of distinct filters in the index.
@@ -281,9 +289,15 @@ fn split(filter: &str) -> (Option<&str>, &str) {
     }
 }
 
+/// FNV-1a: the same on every node and every run, unlike the maps' hashers.
+pub fn stable_hash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
 fn pick(
     group: &mut SharedGroup,
     strategy: SharedStrategy,
+    key: u64,
     rng: &mut impl Rng,
     available: &impl Fn(&ClientId) -> bool,
 ) -> Option<(ClientId, Subscription)> {
@@ -299,8 +313,9 @@ fn pick(
         return Some(member.clone());
     }
     let start = match strategy {
-        SharedStrategy::RoundRobin | SharedStrategy::Sticky => group.next % count,
+        SharedStrategy::RoundRobin | SharedStrategy::Sticky | SharedStrategy::Local => group.next % count,
         SharedStrategy::Random => rng.random_range(0..count),
+        SharedStrategy::HashClientid => (key % count as u64) as usize,
     };
     let chosen =
         (0..count).map(|offset| (start + offset) % count).find(|&i| available(&group.members[i].0)).unwrap_or(start);
@@ -400,6 +415,24 @@ mod tests {
             assert_eq!(out.len(), 1);
             assert_eq!(out[0].client, "b");
         }
+    }
+
+    #[test]
+    fn hash_clientid_sends_one_publishers_messages_to_one_member() {
+        let mut router = Router::new(SharedStrategy::HashClientid);
+        for c in ["a", "b", "c"] {
+            router.subscribe(&c.into(), "$share/g/t", sub());
+        }
+        let mut pick_for = |publisher: &str| {
+            let mut out = Vec::new();
+            router.route_serving("t", Some(publisher), &mut seam::rng(Some(1)), |_| true, true, |_, _| true, &mut out);
+            out[0].client.to_string()
+        };
+        let first: Vec<String> = ["p1", "p2", "p3", "p4"].iter().map(|p| pick_for(p)).collect();
+        let again: Vec<String> = ["p1", "p2", "p3", "p4"].iter().map(|p| pick_for(p)).collect();
+        assert_eq!(first, again, "the same publisher always reaches the same member");
+        let distinct: std::collections::BTreeSet<_> = (0..30).map(|i| pick_for(&format!("publisher-{i}"))).collect();
+        assert!(distinct.len() > 1, "publishers spread over the members");
     }
 
     #[test]
