@@ -151,26 +151,20 @@ impl Net {
     /// node `to` gets it (routes from `to` have reached `from`), within the bound.
     fn eventually_delivered(&self, from: usize, to: usize, topic: &str, payload: &str) {
         let started = Instant::now();
-        let mut sub = self.subscribe(to, topic, 1, CONVERGE_MAX.as_secs());
+        let mut sub = Reaped(self.subscribe(to, topic, 1, CONVERGE_MAX.as_secs()));
         std::thread::sleep(Duration::from_millis(300));
         while started.elapsed() < CONVERGE_MAX {
             self.publish(from, topic, payload, false);
             std::thread::sleep(Duration::from_millis(300));
-            if sub.try_wait().unwrap().is_some() {
-                let out = std::mem::replace(&mut sub, self.subscribe(to, topic, 1, CONVERGE_MAX.as_secs()))
-                    .wait_with_output()
-                    .unwrap();
-                let got = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if let Some(got) = sub.output_if_exited() {
                 if got == payload {
-                    let _ = sub.kill();
-                    let _ = sub.wait();
                     return;
                 }
-                // The subscriber could not connect (or lost its connection): it was started again.
+                // The subscriber could not connect (or lost its connection): start it again.
                 assert!(got.is_empty(), "n{from} -> n{to}: expected {payload:?}, got {got:?}");
+                sub = Reaped(self.subscribe(to, topic, 1, CONVERGE_MAX.as_secs()));
             }
         }
-        let _ = sub.kill();
         panic!("a publish on n{from} never reached a subscriber on n{to} within {CONVERGE_MAX:?}");
     }
 
@@ -178,6 +172,28 @@ impl Net {
     fn retained(&self, i: usize, topic: &str) -> String {
         let out = self.subscribe(i, topic, 1, 2).wait_with_output().unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+/// A child process killed and reaped when dropped, whatever the test does.
+struct Reaped(Child);
+
+impl Reaped {
+    /// Its standard output, once it has exited.
+    fn output_if_exited(&mut self) -> Option<String> {
+        self.0.try_wait().ok().flatten()?;
+        let mut out = String::new();
+        if let Some(mut stdout) = self.0.stdout.take() {
+            let _ = std::io::Read::read_to_string(&mut stdout, &mut out);
+        }
+        Some(out.trim().to_string())
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
