@@ -18,6 +18,7 @@ pub mod buggify;
 pub mod cluster;
 pub mod config;
 pub mod core;
+pub mod hash;
 pub mod seam;
 pub mod server;
 

@@ -76,6 +76,26 @@ pub fn rng(seed: Option<u64>) -> StdRng {
     }
 }
 
+/// The keys of every hash map of the process (`crate::hash`): drawn from the
+/// operating system at first use, unless a simulation fixed them first.
+static HASH_KEYS: std::sync::OnceLock<[u64; 4]> = std::sync::OnceLock::new();
+
+/// The process's hash map keys (see `crate::hash`).
+pub fn hash_keys() -> [u64; 4] {
+    *HASH_KEYS.get_or_init(|| {
+        // seam: entropy for hash keys (HashDoS resistance).
+        let mut rng = StdRng::from_os_rng();
+        std::array::from_fn(|_| rand::Rng::random(&mut rng))
+    })
+}
+
+/// Fixes the process's hash map keys, so that iteration orders, and what
+/// follows from them, replay: for simulations. True when the keys are now
+/// `keys` (false: a map was made, or other keys fixed, before).
+pub fn fix_hash_keys(keys: [u64; 4]) -> bool {
+    *HASH_KEYS.get_or_init(|| keys) == keys
+}
+
 /// A byte stream from any transport.
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}

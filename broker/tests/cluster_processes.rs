@@ -287,3 +287,44 @@ async fn a_persistent_client_moving_to_another_node_gets_the_messages_queued_whi
     c.expect_disconnect(0x8E).await;
     again.disconnect().await;
 }
+
+#[tokio::test]
+async fn the_will_of_a_client_whose_node_dies_is_published_once_by_a_surviving_node() {
+    let mut nodes = cluster(6, 3, "").await;
+    let (mut w1, _) = Raw::connect(nodes[0].mqtt(), Connect::v5("w1")).await;
+    let (mut w3, _) = Raw::connect(nodes[2].mqtt(), Connect::v5("w3")).await;
+    w1.subscribe(1, &[("will/#", 1)]).await;
+    w3.subscribe(1, &[("will/#", 1)]).await;
+    // Two clients with wills on n2; one leaves normally (its will is void).
+    let (mut doomed, _) =
+        Raw::connect(nodes[1].mqtt(), Connect::v5("doomed").will(WillSpec::new("will/doomed", b"gone").qos(1))).await;
+    let (polite, _) =
+        Raw::connect(nodes[1].mqtt(), Connect::v5("polite").will(WillSpec::new("will/polite", b"never").qos(1))).await;
+    wait_for_routes(&mut doomed, "will/probe", &mut [&mut w1, &mut w3]).await;
+    polite.disconnect().await;
+    // Give the release a moment to reach the guardian before n2 dies.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    nodes[1].kill();
+    // SWIM declares n2 down within seconds; after the grace period its guardian publishes.
+    for w in [&mut w1, &mut w3] {
+        let deadline = tokio::time::Instant::now() + CONVERGE_MAX;
+        let got = loop {
+            assert!(tokio::time::Instant::now() < deadline, "no will after n2 died");
+            if let Read::Frame(f) = w.read(Duration::from_millis(500)).await
+                && f.kind() == PUBLISH
+            {
+                let p = f.publish(w.level);
+                w.ack(&p).await;
+                break p;
+            }
+        };
+        assert_eq!(got.topic, "will/doomed");
+        assert_eq!(payload_of(&got), "gone");
+    }
+    // Exactly once, and nothing for the client that left normally.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for w in [&mut w1, &mut w3] {
+        w.expect_silence().await;
+    }
+}

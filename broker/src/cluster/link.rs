@@ -284,12 +284,13 @@ pub(crate) async fn serve_inbound(shared: Arc<Shared>, stream: Box<dyn Stream>) 
     let (mut reader, mut writer) = tokio::io::split(stream);
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut origin: Option<NodeName> = None;
+    let mut origin_incarnation = 0;
     let mut acks = BytesMut::new();
     loop {
         while let Some(message) = wire::decode(&mut buf)? {
             let Some(from) = origin.clone() else {
                 match message {
-                    PeerMessage::Hello { protocol, cluster: name, node, .. } => {
+                    PeerMessage::Hello { protocol, cluster: name, node, incarnation } => {
                         if protocol != wire::PROTOCOL_VERSION {
                             return Err(format!("peer {node} speaks protocol {protocol}"));
                         }
@@ -297,6 +298,7 @@ pub(crate) async fn serve_inbound(shared: Arc<Shared>, stream: Box<dyn Stream>) 
                             return Err(format!("peer {node} belongs to cluster {name:?}"));
                         }
                         origin = Some(node);
+                        origin_incarnation = incarnation;
                         continue;
                     }
                     other => return Err(format!("expected Hello, got {other:?}")),
@@ -328,7 +330,11 @@ pub(crate) async fn serve_inbound(shared: Arc<Shared>, stream: Box<dyn Stream>) 
                 PeerMessage::Retained(write) => {
                     shared.with_broker(|b, now| b.apply_remote_retained(RetainedUpdate::from_wire(*write, now)))
                 }
+                PeerMessage::WillGuard(guard) => cluster.guard(&from, origin_incarnation, *guard),
+                PeerMessage::WillRelease { client } => cluster.unguard(Some(&from), &client),
                 PeerMessage::Takeover { id, client, discard } => {
+                    // The client is back (connecting elsewhere): a will guarded for it is void.
+                    cluster.unguard(None, &client);
                     let transfer = shared.with_broker(|b, now| {
                         b.export_session(&client, discard, now).map(|t| Box::new(t.to_wire(now)))
                     });

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use ahash::AHashMap;
+use crate::hash::AHashMap;
 use bytestring::ByteString;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -16,11 +16,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::link::{Link, run_outbound, serve_inbound};
 use super::membership::{Member, MembershipEvent, run_membership};
 use super::routes::NodeName;
-use super::wire::{Forward, PeerMessage, WireSession};
+use super::wire::{Forward, PeerMessage, WillGuard, WireSession};
 use crate::config::ClusterConfig;
 use crate::core::Broker;
-use crate::core::cluster::RetainedUpdate;
+use crate::core::cluster::{RetainedUpdate, WillEvent, will_from_wire};
 use crate::core::router::RouteChange;
+use crate::core::router::stable_hash;
 use crate::server::Shared;
 
 /// One node's view of its cluster, shared by its tasks.
@@ -37,6 +38,10 @@ pub struct ClusterShell {
     pub forwards_dropped: AtomicU64,
     /// Flips to true for a graceful leave.
     leave: watch::Sender<bool>,
+    /// Where each will held here is guarded (ALGORITHM.md, "Wills").
+    guardians: Mutex<AHashMap<ByteString, NodeName>>,
+    /// Wills this node guards for others, by client id.
+    guarding: Mutex<AHashMap<ByteString, Guarded>>,
     /// Takeover calls waiting for their answer, by call id.
     calls: Mutex<AHashMap<u64, oneshot::Sender<Option<Box<WireSession>>>>>,
     next_call: AtomicU64,
@@ -55,6 +60,65 @@ impl ClusterShell {
             leave: watch::channel(false).0,
             calls: Mutex::new(AHashMap::new()),
             next_call: AtomicU64::new(1),
+            guardians: Mutex::new(AHashMap::new()),
+            guarding: Mutex::new(AHashMap::new()),
+        }
+    }
+
+    /// The peer that guards `client`'s will: the highest stable hash of
+    /// (client, peer) over the live peers (rendezvous hashing), so that a
+    /// membership change moves only the wills whose guardian left or lost.
+    fn guardian_of(links: &AHashMap<NodeName, Arc<Link>>, client: &str) -> Option<NodeName> {
+        links.keys().max_by_key(|peer| (stable_hash(&format!("{client}/{peer}")), (*peer).clone())).cloned()
+    }
+
+    /// Sends will changes to their guardians; under the broker lock, like route deltas.
+    fn route_wills(&self, events: Vec<WillEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        let links = self.links.lock();
+        let mut guardians = self.guardians.lock();
+        for event in events {
+            match &event {
+                WillEvent::Guard { client, .. } => {
+                    let chosen = Self::guardian_of(&links, client);
+                    let previous = match &chosen {
+                        Some(g) => guardians.insert(client.clone(), g.clone()),
+                        None => guardians.remove(client),
+                    };
+                    if let Some(old) = previous.filter(|old| Some(old) != chosen.as_ref())
+                        && let Some(link) = links.get(&old)
+                    {
+                        link.push_request(PeerMessage::WillRelease { client: client.clone() });
+                    }
+                    if let (Some(g), Some(guard)) = (&chosen, event.to_wire())
+                        && let Some(link) = links.get(g)
+                    {
+                        link.push_request(PeerMessage::WillGuard(Box::new(guard)));
+                    }
+                }
+                WillEvent::Release { client } => {
+                    if let Some(g) = guardians.remove(client)
+                        && let Some(link) = links.get(&g)
+                    {
+                        link.push_request(PeerMessage::WillRelease { client: client.clone() });
+                    }
+                }
+            }
+        }
+    }
+
+    /// A peer guards a will for one of its clients.
+    pub fn guard(&self, origin: &NodeName, incarnation: u64, guard: WillGuard) {
+        self.guarding.lock().insert(guard.client.clone(), Guarded { origin: origin.clone(), incarnation, guard });
+    }
+
+    /// A peer no longer holds `client`'s will (or the client reconnected somewhere).
+    pub fn unguard(&self, origin: Option<&NodeName>, client: &str) {
+        let mut guarding = self.guarding.lock();
+        if guarding.get(client).is_some_and(|g| origin.is_none_or(|o| *o == g.origin)) {
+            guarding.remove(client);
         }
     }
 
@@ -152,12 +216,74 @@ impl ClusterShell {
     }
 }
 
+/// A will this node guards for a peer.
+#[derive(Debug)]
+pub struct Guarded {
+    origin: NodeName,
+    incarnation: u64,
+    guard: WillGuard,
+}
+
 /// Drains the core's cluster output into the links (see [`ClusterShell::dispatch`]).
 pub fn dispatch_from(broker: &mut Broker, shell: &ClusterShell) {
     let changes = broker.take_route_changes();
     let retained = broker.take_retained_updates();
     let forwards = broker.take_forwards();
     shell.dispatch(changes, retained, forwards);
+    shell.route_wills(broker.take_will_events());
+}
+
+/// Guards every will held here anew after a membership change: a will whose
+/// guardian changed is released at the old one and sent to the new one.
+fn rehome_wills(shared: &Shared) {
+    shared.with_broker(|broker, _| {
+        if let Some(shell) = &shared.cluster {
+            shell.route_wills(broker.wills_held());
+        }
+    });
+}
+
+/// `origin` (this incarnation) went down: after the grace period, unless it
+/// came back, publish the wills it had this node guard, each after its delay
+/// (bounded by its session expiry), unless the client reconnected meanwhile.
+fn publish_wills_of(shared: Arc<Shared>, origin: NodeName, incarnation: u64) {
+    let Some(shell) = shared.cluster.clone() else { return };
+    let grace = Duration::from_millis(shell.config.route_grace_ms);
+    let s = Arc::clone(&shared);
+    shared.runtime.spawn(async move {
+        tokio::time::sleep(grace).await;
+        let back = shell.links.lock().get(&origin).is_some_and(|l| l.incarnation == incarnation);
+        if back {
+            return; // A false suspicion: the node still holds its wills.
+        }
+        let orphans: Vec<(ByteString, u32)> = shell
+            .guarding
+            .lock()
+            .iter()
+            .filter(|(_, g)| g.origin == origin && g.incarnation == incarnation)
+            .map(|(client, g)| (client.clone(), g.guard.delay_secs.min(g.guard.expiry_secs)))
+            .collect();
+        for (client, delay) in orphans {
+            let s = Arc::clone(&s);
+            let shell = Arc::clone(&shell);
+            let origin = origin.clone();
+            s.runtime.clone().spawn(async move {
+                tokio::time::sleep(Duration::from_secs(u64::from(delay))).await;
+                let guarded = {
+                    let mut guarding = shell.guarding.lock();
+                    match guarding.get(&client) {
+                        Some(g) if g.origin == origin && g.incarnation == incarnation => guarding.remove(&client),
+                        _ => None,
+                    }
+                };
+                if let Some(g) = guarded {
+                    let will = will_from_wire(&g.guard);
+                    s.with_broker(|broker, now| broker.publish_orphan_will(&client, &will, now));
+                    tracing::info!(%client, node = %origin, "will published for a node that died");
+                }
+            });
+        }
+    });
 }
 
 /// Starts the cluster tasks of a node whose core already joined the cluster.
@@ -224,6 +350,7 @@ async fn follow_membership(shared: Arc<Shared>, mut events: mpsc::UnboundedRecei
                 drop(links);
                 tracing::info!(peer = %name, incarnation = member.incarnation, addr = %member.addr, "member up");
                 shared.runtime.spawn(run_outbound(Arc::clone(&shared), link, member.addr));
+                rehome_wills(&shared);
             }
             MembershipEvent::Down(member) => {
                 let name = NodeName::from(member.name.clone());
@@ -238,6 +365,8 @@ async fn follow_membership(shared: Arc<Shared>, mut events: mpsc::UnboundedRecei
                 link.stop();
                 tracing::info!(peer = %name, incarnation = member.incarnation, "member down");
                 shared.with_broker(|broker, _| broker.node_down(&name));
+                rehome_wills(&shared);
+                publish_wills_of(Arc::clone(&shared), name.clone(), member.incarnation);
                 let grace = Duration::from_millis(shell.config.route_grace_ms);
                 let s = Arc::clone(&shared);
                 shared.runtime.spawn(async move {

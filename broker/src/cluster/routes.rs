@@ -6,7 +6,7 @@
 //! Sans-IO and deterministic: nothing here knows links or time beyond the
 //! numbers it is given.
 
-use ahash::{AHashMap, AHashSet};
+use crate::hash::{AHashMap, AHashSet};
 use bytestring::ByteString;
 use mqtt_codec::topic::{has_wildcard, parse_shared};
 

@@ -59,6 +59,22 @@ pub enum PeerMessage {
         id: u64,
         transfer: Option<Box<WireSession>>,
     },
+    /// Guard this will of a client connected to the sender: publish it if the sender dies.
+    WillGuard(Box<WillGuard>),
+    /// The sender no longer holds `client`'s will (published, cancelled or moved).
+    WillRelease {
+        client: ByteString,
+    },
+}
+
+/// A will to publish if its node dies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WillGuard {
+    pub client: ByteString,
+    pub delay_secs: u32,
+    pub expiry_secs: u32,
+    /// The will as the PUBLISH it would become (topic, payload, QoS, retain, properties).
+    pub publish: Publish,
 }
 
 /// A session as it crosses a link; the broker clock's expiries become time left.
@@ -124,6 +140,8 @@ const FORWARD_ACK: u8 = 6;
 const RETAINED: u8 = 7;
 const TAKEOVER: u8 = 8;
 const SESSION: u8 = 9;
+const WILL_GUARD: u8 = 10;
+const WILL_RELEASE: u8 = 11;
 
 /// Appends one frame holding `message` to `out`.
 pub fn encode(message: &PeerMessage, out: &mut BytesMut) -> Result<(), String> {
@@ -187,6 +205,17 @@ pub fn encode(message: &PeerMessage, out: &mut BytesMut) -> Result<(), String> {
             out.put_u64(*id);
             put_str(out, client);
             out.put_u8(u8::from(*discard));
+        }
+        PeerMessage::WillGuard(g) => {
+            out.put_u8(WILL_GUARD);
+            put_str(out, &g.client);
+            out.put_u32(g.delay_secs);
+            out.put_u32(g.expiry_secs);
+            put_publish(out, &g.publish)?;
+        }
+        PeerMessage::WillRelease { client } => {
+            out.put_u8(WILL_RELEASE);
+            put_str(out, client);
         }
         PeerMessage::Session { id, transfer } => {
             out.put_u8(SESSION);
@@ -288,6 +317,13 @@ fn decode_message(f: &mut Bytes) -> Result<PeerMessage, String> {
             };
             PeerMessage::Session { id, transfer }
         }
+        WILL_GUARD => PeerMessage::WillGuard(Box::new(WillGuard {
+            client: get_str(f)?,
+            delay_secs: get_u32(f)?,
+            expiry_secs: get_u32(f)?,
+            publish: get_publish(f)?,
+        })),
+        WILL_RELEASE => PeerMessage::WillRelease { client: get_str(f)? },
         other => return Err(format!("unknown message type {other}")),
     })
 }
@@ -569,6 +605,16 @@ mod tests {
             forward(),
             PeerMessage::ForwardAck { id: u64::MAX },
             PeerMessage::Takeover { id: 3, client: "c1".into(), discard: false },
+            PeerMessage::WillRelease { client: "c1".into() },
+            PeerMessage::WillGuard(Box::new(WillGuard {
+                client: "c1".into(),
+                delay_secs: 5,
+                expiry_secs: 600,
+                publish: match forward() {
+                    PeerMessage::Forward(f) => f.publish,
+                    _ => unreachable!(),
+                },
+            })),
             PeerMessage::Session { id: 3, transfer: None },
             PeerMessage::Session {
                 id: 4,

@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
-use ahash::AHashMap;
+use crate::hash::AHashMap;
 use bytestring::ByteString;
-use mqtt_codec::{Packet, Publish, QoS};
+use mqtt_codec::{Packet, Publish, QoS, Will};
 
 use super::message::Message;
 use super::router::{ClientId, RouteChange, SharedKey};
@@ -33,6 +33,8 @@ pub struct ClusterCounters {
     pub retained_applied: u64,
     /// Retained writes of other nodes that lost to a newer one held here.
     pub retained_superseded: u64,
+    /// Wills this node published because the node holding them died.
+    pub wills_published_for_dead_nodes: u64,
 }
 
 /// A hybrid logical clock reading (wall-clock milliseconds, then a counter):
@@ -52,6 +54,16 @@ pub struct RetainedUpdate {
     /// The node that made the write.
     pub node: NodeName,
     pub message: Option<Arc<Message>>,
+}
+
+/// A change of a will this node holds, for the peer that guards it
+/// (ALGORITHM.md, "Wills"): published by that peer if this node dies first.
+#[derive(Debug, Clone)]
+pub enum WillEvent {
+    /// A connection of `client` attached with a will.
+    Guard { client: ClientId, will: Will, delay_secs: u32, expiry_secs: u32 },
+    /// The will is gone here: published, cancelled, or moved with its session.
+    Release { client: ClientId },
 }
 
 /// A publisher's acknowledgement held until matched nodes accepted the message.
@@ -84,6 +96,7 @@ pub struct ClusterCore {
     /// (a clear must win over an older set arriving late).
     retained_stamps: AHashMap<ByteString, (Stamp, NodeName)>,
     retained_out: Vec<RetainedUpdate>,
+    will_events: Vec<WillEvent>,
 }
 
 /// Where a routed message went.
@@ -116,7 +129,44 @@ impl Broker {
             hlc: Stamp::default(),
             retained_stamps: AHashMap::new(),
             retained_out: Vec::new(),
+            will_events: Vec::new(),
         }));
+    }
+
+    pub(super) fn will_event(&mut self, event: WillEvent) {
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.will_events.push(event);
+        }
+    }
+
+    /// Will changes since the last call, in order.
+    pub fn take_will_events(&mut self) -> Vec<WillEvent> {
+        self.cluster.as_mut().map(|c| std::mem::take(&mut c.will_events)).unwrap_or_default()
+    }
+
+    /// Every will held here, as `Guard` events (to guard them anew after a membership change).
+    pub fn wills_held(&self) -> Vec<WillEvent> {
+        let mut wills: Vec<WillEvent> = self
+            .sessions
+            .values()
+            .filter_map(|s| {
+                let (will, delay_secs) = s.will.clone()?;
+                Some(WillEvent::Guard { client: s.client_id.clone(), will, delay_secs, expiry_secs: s.expiry_secs })
+            })
+            .collect();
+        wills.sort_by(|a, b| match (a, b) {
+            (WillEvent::Guard { client: x, .. }, WillEvent::Guard { client: y, .. }) => x.cmp(y),
+            _ => std::cmp::Ordering::Equal,
+        });
+        wills
+    }
+
+    /// Publishes the will of `client`, whose node died holding it (this node guarded it).
+    pub fn publish_orphan_will(&mut self, client: &ClientId, will: &Will, now: Millis) {
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.counters.wills_published_for_dead_nodes += 1;
+        }
+        self.publish_will(client, will, now);
     }
 
     /// A local publish set or cleared the retained message of `topic`: stamp
@@ -385,6 +435,57 @@ impl Broker {
             |group, filter| groups.iter().any(|(g, f)| g == group && f == filter),
             now,
         );
+    }
+}
+
+impl WillEvent {
+    /// A `Guard` as it crosses a link.
+    pub fn to_wire(&self) -> Option<crate::cluster::wire::WillGuard> {
+        let WillEvent::Guard { client, will, delay_secs, expiry_secs } = self else { return None };
+        let p = &will.properties;
+        Some(crate::cluster::wire::WillGuard {
+            client: client.clone(),
+            delay_secs: *delay_secs,
+            expiry_secs: *expiry_secs,
+            publish: Publish {
+                dup: false,
+                qos: will.qos,
+                retain: will.retain,
+                topic: will.topic.clone(),
+                packet_id: None,
+                payload: will.payload.clone(),
+                properties: mqtt_codec::PublishProperties {
+                    payload_format_indicator: p.payload_format_indicator,
+                    message_expiry_interval: p.message_expiry_interval,
+                    topic_alias: None,
+                    response_topic: p.response_topic.clone(),
+                    correlation_data: p.correlation_data.clone(),
+                    user_properties: p.user_properties.clone(),
+                    subscription_identifiers: Vec::new(),
+                    content_type: p.content_type.clone(),
+                },
+            },
+        })
+    }
+}
+
+/// The will a guarded PUBLISH stands for.
+pub fn will_from_wire(guard: &crate::cluster::wire::WillGuard) -> Will {
+    let p = &guard.publish;
+    Will {
+        topic: p.topic.clone(),
+        payload: p.payload.clone(),
+        qos: p.qos,
+        retain: p.retain,
+        properties: mqtt_codec::WillProperties {
+            will_delay_interval: Some(guard.delay_secs),
+            payload_format_indicator: p.properties.payload_format_indicator,
+            message_expiry_interval: p.properties.message_expiry_interval,
+            content_type: p.properties.content_type.clone(),
+            response_topic: p.properties.response_topic.clone(),
+            correlation_data: p.properties.correlation_data.clone(),
+            user_properties: p.properties.user_properties.clone(),
+        },
     }
 }
 

@@ -6,6 +6,7 @@ use bytestring::ByteString;
 use mqtt_codec::{ConnAck, ConnAckProperties, Connect, Disconnect, Packet, ProtocolVersion, QoS, ReasonCode};
 use rand::Rng;
 
+use super::cluster::WillEvent;
 use super::message::Message;
 use super::router::ClientId;
 use super::session::{SESSION_NEVER_EXPIRES, Session};
@@ -166,10 +167,23 @@ impl Broker {
         session.epoch += 1;
         session.expiry_secs = expiry;
         // A will still waiting out its delay is dropped: the session is back ([MQTT-3.1.3-9] 5.0 3.1.3.2.2).
+        let had_will = session.will.is_some();
         session.will = connect.will.map(|w| {
             let delay = w.properties.will_delay_interval.unwrap_or(0);
             (compact_will(w), delay)
         });
+        let guard = match &session.will {
+            Some((will, delay)) => Some(WillEvent::Guard {
+                client: client_id.clone(),
+                will: will.clone(),
+                delay_secs: *delay,
+                expiry_secs: expiry,
+            }),
+            None => had_will.then(|| WillEvent::Release { client: client_id.clone() }),
+        };
+        if let Some(event) = guard {
+            self.will_event(event);
+        }
 
         let properties = if v5 {
             self.connack_properties(requested_expiry, expiry, assigned, keep_alive)
@@ -264,6 +278,7 @@ impl Broker {
         let epoch = session.epoch;
         let expiry = session.expiry_secs;
         let will = session.will.take();
+        let had_will = will.is_some();
         let shared = session.take_shared_deliveries(false);
         self.redeliver_shared(&client, shared, now);
 
@@ -276,6 +291,9 @@ impl Broker {
                 session.will = Some((will, delay));
                 self.arm(now + u64::from(delay) * 1000, Timer::Will { client: client.clone(), epoch });
             }
+        }
+        if had_will && self.sessions.get(&client).is_some_and(|s| s.will.is_none()) {
+            self.will_event(WillEvent::Release { client: client.clone() });
         }
         if expiry == 0 {
             self.end_session(&client, now);
@@ -291,6 +309,7 @@ impl Broker {
         }
         if let Some((will, _)) = session.will.take() {
             self.publish_will(client, &will, now);
+            self.will_event(WillEvent::Release { client: client.clone() });
         }
     }
 
@@ -314,10 +333,11 @@ impl Broker {
         self.redeliver_shared(client, shared, now);
         if let Some((will, _)) = session.will.take() {
             self.publish_will(client, &will, now);
+            self.will_event(WillEvent::Release { client: client.clone() });
         }
     }
 
-    fn publish_will(&mut self, client: &ClientId, will: &mqtt_codec::Will, now: Millis) {
+    pub(super) fn publish_will(&mut self, client: &ClientId, will: &mqtt_codec::Will, now: Millis) {
         self.counters.wills_published += 1;
         let message = Message::from_will(will, client, now);
         if !self.authorizer.can_publish(client, &message.topic) {

@@ -25,7 +25,7 @@ pub mod trie;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use ahash::AHashMap;
+use crate::hash::AHashMap;
 use mqtt_codec::{Disconnect, Packet, ProtocolVersion, ReasonCode};
 use rand::rngs::StdRng;
 

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use ahash::AHashMap;
+use crate::hash::AHashMap;
 use mqtt_codec::{Packet, PubResponse, Publish, QoS, ReasonCode, encoded_len};
 
 use super::cluster::Routed;

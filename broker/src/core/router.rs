@@ -4,7 +4,7 @@
 //! lead to one [`FilterEntry`] per filter holding its direct subscribers and
 //! its `$share` groups.
 
-use ahash::AHashMap;
+use crate::hash::AHashMap;
 use bytestring::ByteString;
 use mqtt_codec::SubscriptionOptions;
 use mqtt_codec::topic::{has_wildcard, parse_shared};

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::num::NonZeroU16;
 
-use ahash::{AHashMap, AHashSet};
+use crate::hash::{AHashMap, AHashSet};
 use bytestring::ByteString;
 use mqtt_codec::{PacketId, QoS, Will};
 

@@ -51,7 +51,9 @@ impl Broker {
             self.router.unsubscribe(&client, filter);
         }
         // A will waiting out its delay is cancelled by the reconnect it is moving for.
-        session.will = None;
+        if session.will.take().is_some() {
+            self.will_event(super::cluster::WillEvent::Release { client: client.clone() });
+        }
         let session = *session;
         Some(SessionTransfer {
             client_id: session.client_id,

@@ -1,7 +1,7 @@
 //! Tries over topic levels: one for wildcard filters (which filters match a
 //! topic) and one for retained topics (which topics match a filter).
 
-use ahash::AHashMap;
+use crate::hash::AHashMap;
 use bytestring::ByteString;
 
 /// Wildcard topic filters, matched against topic names.

@@ -1,0 +1,231 @@
+//! The broker's hash maps and sets: ahash, keyed by [`seam::hash_keys`].
+//!
+//! Iteration order of a hash map follows its keys. Several of the broker's
+//! outputs follow iteration order (the order in which matching sessions get
+//! a message and their connections are woken, the order of released
+//! acknowledgements, of route deltas, of link notifications), so with keys
+//! drawn per map from the process's entropy (what `ahash::AHashMap` does)
+//! two runs of one simulation seed diverge. Here every map of the process
+//! uses the process's one set of keys: random in production (HashDoS
+//! resistance), fixed by the simulation before it starts a node.
+//!
+//! The types are newtypes over `std::collections::HashMap`/`HashSet` with
+//! `Deref`, so code written for `ahash::AHashMap` (`new`, `with_capacity`,
+//! `&map` iteration and every `HashMap` method) compiles unchanged.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::ops::{Deref, DerefMut};
+
+use crate::seam;
+
+/// The hasher builder: ahash with the process's keys.
+#[derive(Clone)]
+pub struct HashState(ahash::RandomState);
+
+impl HashState {
+    pub fn new() -> Self {
+        let [a, b, c, d] = seam::hash_keys();
+        Self(ahash::RandomState::with_seeds(a, b, c, d))
+    }
+}
+
+impl Default for HashState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for HashState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HashState")
+    }
+}
+
+impl BuildHasher for HashState {
+    type Hasher = ahash::AHasher;
+
+    fn build_hasher(&self) -> ahash::AHasher {
+        self.0.build_hasher()
+    }
+}
+
+/// A hash map keyed by the process's hash keys.
+pub struct AHashMap<K, V>(HashMap<K, V, HashState>);
+
+impl<K, V> AHashMap<K, V> {
+    pub fn new() -> Self {
+        Self(HashMap::with_hasher(HashState::new()))
+    }
+
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self(HashMap::with_capacity_and_hasher(capacity, HashState::new()))
+    }
+}
+
+impl<K, V> Default for AHashMap<K, V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K, V> Deref for AHashMap<K, V> {
+    type Target = HashMap<K, V, HashState>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl<K, V> DerefMut for AHashMap<K, V> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl<K: fmt::Debug, V: fmt::Debug> fmt::Debug for AHashMap<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<K: Clone, V: Clone> Clone for AHashMap<K, V> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<K: Eq + Hash, V: PartialEq> PartialEq for AHashMap<K, V> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl<K: Eq + Hash, V: Eq> Eq for AHashMap<K, V> {}
+
+impl<'a, K, V> IntoIterator for &'a AHashMap<K, V> {
+    type Item = (&'a K, &'a V);
+    type IntoIter = std::collections::hash_map::Iter<'a, K, V>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl<'a, K, V> IntoIterator for &'a mut AHashMap<K, V> {
+    type Item = (&'a K, &'a mut V);
+    type IntoIter = std::collections::hash_map::IterMut<'a, K, V>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter_mut()
+    }
+}
+
+impl<K, V> IntoIterator for AHashMap<K, V> {
+    type Item = (K, V);
+    type IntoIter = std::collections::hash_map::IntoIter<K, V>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<K: Eq + Hash, V> FromIterator<(K, V)> for AHashMap<K, V> {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut map = Self::new();
+        map.0.extend(iter);
+        map
+    }
+}
+
+impl<K: Eq + Hash, V> Extend<(K, V)> for AHashMap<K, V> {
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
+        self.0.extend(iter);
+    }
+}
+
+/// A hash set keyed by the process's hash keys.
+pub struct AHashSet<T>(HashSet<T, HashState>);
+
+impl<T> AHashSet<T> {
+    pub fn new() -> Self {
+        Self(HashSet::with_hasher(HashState::new()))
+    }
+
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self(HashSet::with_capacity_and_hasher(capacity, HashState::new()))
+    }
+}
+
+impl<T> Default for AHashSet<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> Deref for AHashSet<T> {
+    type Target = HashSet<T, HashState>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl<T> DerefMut for AHashSet<T> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for AHashSet<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<T: Clone> Clone for AHashSet<T> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<T: Eq + Hash> PartialEq for AHashSet<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl<T: Eq + Hash> Eq for AHashSet<T> {}
+
+impl<'a, T> IntoIterator for &'a AHashSet<T> {
+    type Item = &'a T;
+    type IntoIter = std::collections::hash_set::Iter<'a, T>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl<T> IntoIterator for AHashSet<T> {
+    type Item = T;
+    type IntoIter = std::collections::hash_set::IntoIter<T>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<T: Eq + Hash> FromIterator<T> for AHashSet<T> {
+    fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
+        let mut set = Self::new();
+        set.0.extend(iter);
+        set
+    }
+}
+
+impl<T: Eq + Hash> Extend<T> for AHashSet<T> {
+    fn extend<I: IntoIterator<Item = T>>(&mut self, iter: I) {
+        self.0.extend(iter);
+    }
+}
