@@ -61,7 +61,7 @@ pub struct RetainedUpdate {
 #[derive(Debug, Clone)]
 pub enum WillEvent {
     /// A connection of `client` attached with a will.
-    Guard { client: ClientId, will: Will, delay_secs: u32, expiry_secs: u32 },
+    Guard { client: ClientId, will: Box<Will>, delay_secs: u32, expiry_secs: u32 },
     /// The will is gone here: published, cancelled, or moved with its session.
     Release { client: ClientId },
 }
@@ -151,7 +151,7 @@ impl Broker {
             .values()
             .filter_map(|s| {
                 let (will, delay_secs) = s.will.clone()?;
-                Some(WillEvent::Guard { client: s.client_id.clone(), will, delay_secs, expiry_secs: s.expiry_secs })
+                Some(WillEvent::Guard { client: s.client_id.clone(), will: Box::new(will), delay_secs, expiry_secs: s.expiry_secs })
             })
             .collect();
         wills.sort_by(|a, b| match (a, b) {

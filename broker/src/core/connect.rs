@@ -175,7 +175,7 @@ impl Broker {
         let guard = match &session.will {
             Some((will, delay)) => Some(WillEvent::Guard {
                 client: client_id.clone(),
-                will: will.clone(),
+                will: Box::new(will.clone()),
                 delay_secs: *delay,
                 expiry_secs: expiry,
             }),
