@@ -151,7 +151,12 @@ impl Broker {
             .values()
             .filter_map(|s| {
                 let (will, delay_secs) = s.will.clone()?;
-                Some(WillEvent::Guard { client: s.client_id.clone(), will: Box::new(will), delay_secs, expiry_secs: s.expiry_secs })
+                Some(WillEvent::Guard {
+                    client: s.client_id.clone(),
+                    will: Box::new(will),
+                    delay_secs,
+                    expiry_secs: s.expiry_secs,
+                })
             })
             .collect();
         wills.sort_by(|a, b| match (a, b) {
