@@ -71,7 +71,7 @@ mod enabled {
             Some((enabled, every)) if enabled == bug => {
                 let chance = CHANCES.get() + 1;
                 CHANCES.set(chance);
-                chance % every == 0
+                chance.is_multiple_of(every)
             }
             _ => false,
         }

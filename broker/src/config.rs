@@ -21,6 +21,15 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Present: this node is a cluster member. Absent: a single node.
     pub cluster: Option<ClusterConfig>,
+    pub admin: AdminConfig,
+}
+
+/// `[admin]`: the HTTP API that `broker ctl` talks to.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Where the API listens; unset: no API. Loopback only until the API has authentication.
+    pub bind: Option<SocketAddr>,
 }
 
 /// `[cluster]`: how this node finds and talks to its peers (see ALGORITHM.md).
@@ -267,6 +276,13 @@ impl Config {
             return fail(format!(
                 "[mqtt] max_client_id_len = {} is below the 23 bytes every server must accept",
                 self.mqtt.max_client_id_len
+            ));
+        }
+        if let Some(bind) = self.admin.bind
+            && !bind.ip().is_loopback()
+        {
+            return fail(format!(
+                "[admin] bind = \"{bind}\": the admin API has no authentication yet, so it listens on loopback only"
             ));
         }
         if let Some(cluster) = &self.cluster {

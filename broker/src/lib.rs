@@ -8,11 +8,14 @@
 //! - [`seam`]: the only doors to the network, time, randomness and spawning.
 //! - [`config`]: the TOML configuration and its defaults.
 //! - [`auth`]: authentication and authorization hooks.
+//! - [`cluster`]: membership, peer links, replicated routes, forwarding (ALGORITHM.md).
+//! - [`admin`]: the HTTP API `broker ctl` talks to.
 //!
 //! **Architecture invariant**: `core` never awaits, never reads a clock and
 //! never touches a socket; `server` never decides anything the protocol
 //! specifies.
 
+pub mod admin;
 pub mod auth;
 pub mod buggify;
 pub mod cluster;

@@ -15,6 +15,7 @@ use tcp_common::*;
 
 const MQTT_PORT: u16 = 1883;
 const PEER_PORT: u16 = 4370;
+const ADMIN_PORT: u16 = 18083;
 /// How long a cluster may take to form or converge before the test fails.
 const CONVERGE_MAX: Duration = Duration::from_secs(30);
 
@@ -66,7 +67,8 @@ async fn cluster(t: u8, n: u8, extra: &str) -> Vec<Node> {
         let ip = format!("127.77.{t}.{i}");
         let name = format!("n{i}");
         let text = format!(
-            "[node]\nname = \"{name}\"\n[listeners.tcp]\nbind = \"{ip}:{MQTT_PORT}\"\n[cluster]\nname = \"test{t}\"\n\
+            "[node]\nname = \"{name}\"\n[listeners.tcp]\nbind = \"{ip}:{MQTT_PORT}\"\n[admin]\nbind = \"{ip}:{ADMIN_PORT}\"\n\
+             [cluster]\nname = \"test{t}\"\n\
              bind = \"{ip}:{PEER_PORT}\"\nseeds = [{}]\nroute_grace_ms = 500\n{extra}",
             seeds.join(", ")
         );
@@ -327,4 +329,51 @@ async fn the_will_of_a_client_whose_node_dies_is_published_once_by_a_surviving_n
     for w in [&mut w1, &mut w3] {
         w.expect_silence().await;
     }
+}
+
+fn ctl(node: &Node, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_broker"))
+        .args(["ctl", "--admin", &format!("{}:{ADMIN_PORT}", node.ip)])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn ctl_shows_the_members_and_leave_stops_a_node_gracefully() {
+    let mut nodes = cluster(7, 3, "").await;
+    let (mut s2, _) = Raw::connect(nodes[1].mqtt(), Connect::v5("s2")).await;
+    s2.subscribe(1, &[("ctl/#", 0)]).await;
+    let (mut p1, _) = Raw::connect(nodes[0].mqtt(), Connect::v5("p1")).await;
+    wait_for_routes(&mut p1, "ctl/x", &mut [&mut s2]).await;
+
+    let out = ctl(&nodes[0], &["cluster", "status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.starts_with("node n1 "), "{text}");
+    for peer in ["n2", "n3"] {
+        let line = text.lines().find(|l| l.starts_with(peer)).unwrap_or_else(|| panic!("{peer} missing: {text}"));
+        assert!(line.contains(" up "), "{line}");
+    }
+    let out = ctl(&nodes[0], &["--json", "cluster", "status"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON status");
+    let n2_routes = status["remote_routes"].as_array().unwrap().iter().find(|o| o[0] == "n2").unwrap()[1].clone();
+    assert_eq!(n2_routes, serde_json::json!(["ctl/#"]));
+
+    // A graceful leave: the node exits 0 and the others drop it at once (no failure detection wait).
+    let out = ctl(&nodes[2], &["leave"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status = nodes[2].child.as_mut().unwrap().wait().unwrap();
+    assert!(status.success(), "the leaving node exits cleanly: {status:?}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let out = ctl(&nodes[0], &["--json", "cluster", "status"]);
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        if status["peers"].as_array().unwrap().iter().all(|p| p[0] != "n3") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "n1 still lists n3 after its leave: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    nodes[2].child = None;
 }

@@ -14,20 +14,20 @@ pub mod node;
 pub mod routes;
 pub mod wire;
 
-use bytestring::ByteString;
-
 use crate::core::cluster::ClusterCounters;
 
 /// A node's view of the cluster (for `broker ctl cluster status` and tests).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct ClusterStatus {
     pub node: String,
     pub incarnation: u64,
     /// (name, incarnation, outbound link up)
     pub peers: Vec<(String, u64, bool)>,
-    pub local_routes: Vec<ByteString>,
+    pub local_routes: Vec<String>,
     /// Per origin, the routes held for it.
-    pub remote_routes: Vec<(String, Vec<ByteString>)>,
+    pub remote_routes: Vec<(String, Vec<String>)>,
     pub counters: ClusterCounters,
     pub forwards_dropped: u64,
+    /// Wills this node guards for its peers.
+    pub wills_guarded: usize,
 }

@@ -109,6 +109,10 @@ impl ClusterShell {
         }
     }
 
+    pub fn wills_guarded(&self) -> usize {
+        self.guarding.lock().len()
+    }
+
     /// A peer guards a will for one of its clients.
     pub fn guard(&self, origin: &NodeName, incarnation: u64, guard: WillGuard) {
         self.guarding.lock().insert(guard.client.clone(), Guarded { origin: origin.clone(), incarnation, guard });

@@ -19,7 +19,7 @@ use crate::seam::Millis;
 use rand::Rng;
 
 /// What the cluster did, for status output and metrics.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ClusterCounters {
     /// Forwards sent (one per message and destination node).
     pub forwarded: u64,

@@ -66,7 +66,7 @@ pub struct Closure {
 }
 
 /// Counters of what the core did; read by logs, tests and, later, metrics.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Counters {
     pub connections_accepted: u64,
     pub connections_refused: u64,

@@ -38,6 +38,8 @@ pub(crate) struct Shared {
     pub shutting_down: watch::Sender<bool>,
     /// Set when this node is a cluster member.
     pub cluster: Option<Arc<ClusterShell>>,
+    /// Someone asked the node to stop (the admin API's leave); the binary waits on it.
+    stop_requested: Notify,
 }
 
 impl Shared {
@@ -71,11 +73,14 @@ impl Shared {
 }
 
 /// A running broker.
+#[derive(Clone)]
 pub struct Server {
     shared: Arc<Shared>,
     local_addr: SocketAddr,
     /// The peer address, when this node is a cluster member.
     cluster_addr: Option<SocketAddr>,
+    /// The admin API's address, when `[admin] bind` is set.
+    admin_addr: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Server {
@@ -119,6 +124,7 @@ impl Server {
             live_connections: AtomicUsize::new(0),
             shutting_down: watch::channel(false).0,
             cluster,
+            stop_requested: Notify::new(),
         });
         runtime.spawn(accept_loop(Arc::clone(&shared), listener));
         runtime.spawn(timer_loop(Arc::clone(&shared)));
@@ -127,11 +133,46 @@ impl Server {
             None => None,
         };
         tracing::info!(node = %shared.config.node.name, listener = %local_addr, "broker listening (mqtt tcp)");
-        Ok(Self { shared, local_addr, cluster_addr })
+        let server = Self { shared, local_addr, cluster_addr, admin_addr: None };
+        let admin_addr = match server.shared.config.admin.bind {
+            Some(bind) => {
+                let listener = runtime.network.bind(bind).await?;
+                let addr = listener.local_addr()?;
+                runtime.spawn(crate::admin::serve(Arc::new(server.clone()), listener));
+                tracing::info!(listener = %addr, "admin API listening");
+                Some(addr)
+            }
+            None => None,
+        };
+        Ok(Self { admin_addr, ..server })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The admin API's address, when it is enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    pub fn node_name(&self) -> &str {
+        &self.shared.config.node.name
+    }
+
+    /// Flips to true when shutdown starts.
+    pub fn shutting_down(&self) -> watch::Receiver<bool> {
+        self.shared.shutting_down.subscribe()
+    }
+
+    /// Asks whoever runs the server to stop it (see [`Server::stop_requested`]).
+    pub fn request_stop(&self) {
+        self.shared.stop_requested.notify_one();
+    }
+
+    /// Resolves once [`Server::request_stop`] was called.
+    pub async fn stop_requested(&self) {
+        self.shared.stop_requested.notified().await;
     }
 
     /// The cluster peer address (UDP membership, TCP links), when clustered.
@@ -144,21 +185,23 @@ impl Server {
         let shell = self.shared.cluster.as_ref()?;
         let broker = self.shared.broker.lock();
         let core = broker.cluster()?;
+        let strings = |v: Vec<bytestring::ByteString>| v.into_iter().map(|b| b.to_string()).collect::<Vec<_>>();
         let mut remote_routes: Vec<_> =
-            core.remote.origins().map(|o| (o.to_string(), core.remote.filters_of(o))).collect();
+            core.remote.origins().map(|o| (o.to_string(), strings(core.remote.filters_of(o)))).collect();
         remote_routes.sort();
         Some(crate::cluster::ClusterStatus {
             node: shell.node.to_string(),
             incarnation: shell.incarnation,
             peers: shell.peers().into_iter().map(|(n, i, up)| (n.to_string(), i, up)).collect(),
             local_routes: {
-                let mut r = broker.local_routes();
+                let mut r = strings(broker.local_routes());
                 r.sort();
                 r
             },
             remote_routes,
             counters: core.counters.clone(),
             forwards_dropped: shell.forwards_dropped.load(Ordering::Relaxed),
+            wills_guarded: shell.wills_guarded(),
         })
     }
 
