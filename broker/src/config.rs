@@ -109,6 +109,37 @@ impl Default for NodeConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ListenersConfig {
     pub tcp: TcpListenerConfig,
+    /// MQTT over TLS (EMQX's port is 8883); absent: no TLS listener.
+    pub tls: Option<TlsListenerConfig>,
+}
+
+/// `[listeners.tls]`: MQTT over TLS 1.2 / 1.3 (rustls, ring), with optional
+/// client-certificate verification (mTLS).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsListenerConfig {
+    pub bind: SocketAddr,
+    /// PEM file with the server's certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM file with the server's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// PEM file with the certificate authorities client certificates must chain
+    /// to; set, every client must present one (mutual TLS).
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: NonZeroUsize,
+    /// Seconds a new socket has for the TLS handshake and then its CONNECT.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: NonZeroU16,
+}
+
+fn default_max_connections() -> NonZeroUsize {
+    nzu(100_000)
+}
+
+fn default_connect_timeout() -> NonZeroU16 {
+    nz16(10)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -302,6 +333,24 @@ impl Config {
                 cluster.seeds.iter().find(|s| s.rsplit_once(':').is_none_or(|(_, p)| p.parse::<u16>().is_err()))
             {
                 return fail(format!("[cluster] seed {seed:?} is not \"host:port\""));
+            }
+        }
+        if let Some(tls) = &self.listeners.tls {
+            for (key, path) in
+                [("cert", Some(&tls.cert)), ("key", Some(&tls.key)), ("client_ca", tls.client_ca.as_ref())]
+            {
+                if let Some(path) = path
+                    && !path.is_file()
+                {
+                    return fail(format!("[listeners.tls] {key} = {path:?}: no such file"));
+                }
+            }
+            if self.auth.allow_anonymous.is_none() && !tls.bind.ip().is_loopback() && tls.client_ca.is_none() {
+                return fail(format!(
+                    "[listeners.tls] bind = \"{}\" opens a non-loopback address: set [auth] allow_anonymous = true, \
+                     or client_ca (clients then prove who they are with a certificate)",
+                    tls.bind
+                ));
             }
         }
         if self.auth.allow_anonymous.is_none() && !self.listeners.tcp.bind.ip().is_loopback() {

@@ -3,6 +3,7 @@
 //! clock readings into the core and packets out of it.
 
 mod connection;
+pub mod tls;
 
 use std::io;
 use std::net::SocketAddr;
@@ -17,7 +18,7 @@ use crate::auth::{AnonymousOnly, Authenticator};
 use crate::cluster::node::{ClusterShell, dispatch_from};
 use crate::config::Config;
 use crate::core::{Broker, Counters, Waker};
-use crate::seam::{self, Listener, Millis, Runtime};
+use crate::seam::{self, Accepted, Listener, Millis, Runtime};
 
 /// How long shutdown waits for connections to flush their DISCONNECT, in milliseconds.
 const SHUTDOWN_FLUSH_MAX_MS: Millis = 5_000;
@@ -77,6 +78,8 @@ impl Shared {
 pub struct Server {
     shared: Arc<Shared>,
     local_addr: SocketAddr,
+    /// The TLS listener's address, when `[listeners.tls]` is set.
+    tls_addr: Option<SocketAddr>,
     /// The peer address, when this node is a cluster member.
     cluster_addr: Option<SocketAddr>,
     /// The admin API's address, when `[admin] bind` is set.
@@ -127,13 +130,24 @@ impl Server {
             stop_requested: Notify::new(),
         });
         runtime.spawn(accept_loop(Arc::clone(&shared), listener));
+        let tls_addr = match &shared.config.listeners.tls {
+            Some(tls) => {
+                let acceptor = tls::acceptor(tls).map_err(io::Error::other)?;
+                let listener = runtime.network.bind(tls.bind).await?;
+                let addr = listener.local_addr()?;
+                runtime.spawn(tls::accept_loop(Arc::clone(&shared), listener, acceptor));
+                tracing::info!(node = %shared.config.node.name, listener = %addr, "broker listening (mqtt tls)");
+                Some(addr)
+            }
+            None => None,
+        };
         runtime.spawn(timer_loop(Arc::clone(&shared)));
         let cluster_addr = match &shared.cluster {
             Some(_) => Some(crate::cluster::node::start(Arc::clone(&shared)).await?),
             None => None,
         };
         tracing::info!(node = %shared.config.node.name, listener = %local_addr, "broker listening (mqtt tcp)");
-        let server = Self { shared, local_addr, cluster_addr, admin_addr: None };
+        let server = Self { shared, local_addr, tls_addr, cluster_addr, admin_addr: None };
         let admin_addr = match server.shared.config.admin.bind {
             Some(bind) => {
                 let listener = runtime.network.bind(bind).await?;
@@ -149,6 +163,11 @@ impl Server {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The TLS listener's address, when it is enabled.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// The admin API's address, when it is enabled.
@@ -239,27 +258,30 @@ async fn accept_loop(shared: Arc<Shared>, mut listener: Box<dyn Listener>) {
             accepted = listener.accept() => accepted,
             _ = shutdown.wait_for(|stop| *stop) => return,
         };
-        let accepted = match accepted {
-            Ok(accepted) => accepted,
+        match accepted {
+            Ok(accepted) => {
+                let task_shared = Arc::clone(&shared);
+                shared.runtime.spawn(serve_accepted(task_shared, accepted, max));
+            }
             Err(error) => {
                 // Typically EMFILE: back off instead of spinning.
                 tracing::warn!(%error, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
             }
-        };
-        if shared.live_connections.load(Ordering::Acquire) >= max {
-            tracing::warn!(peer = %accepted.peer, max, "connection refused: listener at max_connections");
-            continue;
         }
-        shared.live_connections.fetch_add(1, Ordering::AcqRel);
-        let conn = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
-        let task_shared = Arc::clone(&shared);
-        shared.runtime.spawn(async move {
-            connection::serve(&task_shared, conn, accepted).await;
-            task_shared.live_connections.fetch_sub(1, Ordering::AcqRel);
-        });
     }
+}
+
+/// Serves one accepted stream (TCP, or TLS after its handshake), unless the
+/// broker already holds `max` connections.
+async fn serve_accepted(shared: Arc<Shared>, accepted: Accepted, max: usize) {
+    if shared.live_connections.fetch_add(1, Ordering::AcqRel) >= max {
+        shared.live_connections.fetch_sub(1, Ordering::AcqRel);
+        return tracing::warn!(peer = %accepted.peer, max, "connection refused: listener at max_connections");
+    }
+    let conn = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
+    connection::serve(&shared, conn, accepted).await;
+    shared.live_connections.fetch_sub(1, Ordering::AcqRel);
 }
 
 async fn timer_loop(shared: Arc<Shared>) {

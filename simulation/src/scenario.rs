@@ -1,0 +1,270 @@
+//! Scenarios: a topology, a workload and a fault schedule, all drawn from
+//! one seed. Each named kind draws from its own ranges; `swarm` draws the
+//! kind of faults too.
+
+use std::fmt;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::history::{Millis, NodeIx};
+
+/// The named scenarios.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// One node, no cluster: subscribers (persistent or clean, some
+    /// churning) and publishers, no faults.
+    Single,
+    /// Three nodes, clients spread over them, one or two partitions that
+    /// isolate a node and heal.
+    Partition,
+    /// Three nodes, one or two node crashes, each followed by a restart.
+    Crash,
+    /// One to five nodes, any mix of partitions, one-way UDP cuts,
+    /// crashes with restarts and latency.
+    Swarm,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::Single, Kind::Partition, Kind::Crash, Kind::Swarm];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Single => "single",
+            Kind::Partition => "partition",
+            Kind::Crash => "crash",
+            Kind::Swarm => "swarm",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A subscriber: one subscription on one node.
+#[derive(Debug, Clone)]
+pub struct SubscriberSpec {
+    pub node: NodeIx,
+    pub filter: String,
+    /// Requested QoS (1 or 2).
+    pub qos: u8,
+    /// Persistent session (clean start 0, expiry one hour) or clean.
+    pub persistent: bool,
+    /// Receive Maximum sent in CONNECT: small values make the broker queue.
+    pub receive_maximum: u16,
+    pub start: Millis,
+    /// Times at which the client disconnects of its own accord (then reconnects).
+    pub churn: Vec<Millis>,
+}
+
+/// A publisher: numbered messages at one QoS on a few topics, on one node.
+#[derive(Debug, Clone)]
+pub struct PublisherSpec {
+    pub node: NodeIx,
+    pub topics: Vec<String>,
+    pub qos: u8,
+    pub interval: Millis,
+    /// Most messages sent and not yet acknowledged.
+    pub window: u16,
+    pub start: Millis,
+    pub stop: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub enum ClientSpec {
+    Subscriber(SubscriberSpec),
+    Publisher(PublisherSpec),
+}
+
+/// Something the harness does to the world.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// These nodes against all others: TCP held (delivered at heal), UDP dropped both ways.
+    Partition { side: Vec<NodeIx> },
+    /// Datagrams from `from` to `to` dropped (membership only; TCP unaffected).
+    UdpCut { from: NodeIx, to: NodeIx },
+    /// Every partition and cut healed, latencies back to normal.
+    HealAll,
+    /// The node's process dies: its sockets close, its in-memory state is gone.
+    Crash(NodeIx),
+    /// The crashed node starts again (a new incarnation).
+    Restart(NodeIx),
+    /// Fixed latency between two nodes, in milliseconds.
+    Latency { a: NodeIx, b: NodeIx, ms: u64 },
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names = |v: &[NodeIx]| v.iter().map(|n| format!("n{}", n + 1)).collect::<Vec<_>>().join(",");
+        match self {
+            Fault::Partition { side } => write!(f, "partition [{}] from the rest", names(side)),
+            Fault::UdpCut { from, to } => write!(f, "udp cut n{} -> n{}", from + 1, to + 1),
+            Fault::HealAll => write!(f, "heal all"),
+            Fault::Crash(n) => write!(f, "crash n{}", n + 1),
+            Fault::Restart(n) => write!(f, "restart n{}", n + 1),
+            Fault::Latency { a, b, ms } => write!(f, "latency n{} <-> n{}: {ms} ms", a + 1, b + 1),
+        }
+    }
+}
+
+/// One run's plan.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub kind: Kind,
+    pub seed: u64,
+    /// Nodes; one means a single broker without `[cluster]`.
+    pub nodes: usize,
+    pub clients: Vec<ClientSpec>,
+    /// Faults in time order.
+    pub faults: Vec<(Millis, Fault)>,
+    /// Publishers stop sending at this time.
+    pub workload_end: Millis,
+    /// Every fault is healed (and every crashed node restarted) by this time.
+    pub healed_by: Millis,
+}
+
+const TOPICS: [&str; 3] = ["t/0", "t/1", "t/2"];
+const FILTERS: [&str; 6] = ["t/0", "t/1", "t/2", "t/+", "t/#", "t/0"];
+/// Publishing runs from about 3 s to `WORKLOAD_END`; faults fall between 5 s and `FAULTS_END`.
+const WORKLOAD_END: Millis = 20_000;
+const FAULTS_START: Millis = 5_000;
+const FAULTS_END: Millis = 16_000;
+
+impl Scenario {
+    pub fn generate(kind: Kind, seed: u64) -> Scenario {
+        let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ kind as u64);
+        let nodes = match kind {
+            Kind::Single => 1,
+            Kind::Partition | Kind::Crash => 3,
+            Kind::Swarm => rng.random_range(1..=5),
+        };
+        let subscribers = rng.random_range(2..=5);
+        let publishers = rng.random_range(1..=3);
+        let mut clients = Vec::new();
+        for _ in 0..subscribers {
+            let churn = if rng.random_bool(0.3) {
+                let n = rng.random_range(1..=2);
+                let mut times: Vec<Millis> = (0..n).map(|_| rng.random_range(4_000..WORKLOAD_END)).collect();
+                times.sort_unstable();
+                times
+            } else {
+                Vec::new()
+            };
+            clients.push(ClientSpec::Subscriber(SubscriberSpec {
+                node: rng.random_range(0..nodes),
+                filter: FILTERS[rng.random_range(0..FILTERS.len())].to_string(),
+                qos: rng.random_range(1..=2),
+                persistent: rng.random_bool(0.6),
+                receive_maximum: if rng.random_bool(0.5) { rng.random_range(1..=3) } else { 32 },
+                start: rng.random_range(200..1_500),
+                churn,
+            }));
+        }
+        for _ in 0..publishers {
+            let n_topics = rng.random_range(1..=2);
+            let first = rng.random_range(0..TOPICS.len());
+            let topics = (0..n_topics).map(|i| TOPICS[(first + i) % TOPICS.len()].to_string()).collect();
+            clients.push(ClientSpec::Publisher(PublisherSpec {
+                node: rng.random_range(0..nodes),
+                topics,
+                qos: rng.random_range(1..=2),
+                interval: rng.random_range(50..400),
+                window: rng.random_range(1..=4),
+                start: rng.random_range(3_000..4_000),
+                stop: WORKLOAD_END,
+            }));
+        }
+        let count = rng.random_range(1..=2);
+        let faults = match kind {
+            Kind::Single => Vec::new(),
+            Kind::Partition => partitions(&mut rng, nodes, count),
+            Kind::Crash => crashes(&mut rng, nodes, count),
+            Kind::Swarm => swarm_faults(&mut rng, nodes),
+        };
+        let healed_by = faults.iter().map(|(t, _)| *t).max().unwrap_or(0).max(WORKLOAD_END);
+        Scenario { kind, seed, nodes, clients, faults, workload_end: WORKLOAD_END, healed_by }
+    }
+}
+
+/// `count` partitions, one after the other, each isolating one random node for 0.5 to 9 s.
+fn partitions(rng: &mut StdRng, nodes: usize, count: usize) -> Vec<(Millis, Fault)> {
+    let mut faults = Vec::new();
+    let mut at = rng.random_range(FAULTS_START..FAULTS_START + 2_000);
+    for _ in 0..count {
+        if at >= FAULTS_END {
+            break;
+        }
+        let side = vec![rng.random_range(0..nodes)];
+        let length = rng.random_range(500..9_000);
+        faults.push((at, Fault::Partition { side }));
+        faults.push((at + length, Fault::HealAll));
+        at += length + rng.random_range(1_000..4_000);
+    }
+    faults
+}
+
+/// `count` crashes of random nodes, each restarted 0.5 to 6 s later.
+fn crashes(rng: &mut StdRng, nodes: usize, count: usize) -> Vec<(Millis, Fault)> {
+    let mut faults = Vec::new();
+    let mut at = rng.random_range(FAULTS_START..FAULTS_START + 3_000);
+    for _ in 0..count {
+        if at >= FAULTS_END {
+            break;
+        }
+        let node = rng.random_range(0..nodes);
+        let down = rng.random_range(500..6_000);
+        faults.push((at, Fault::Crash(node)));
+        faults.push((at + down, Fault::Restart(node)));
+        at += down + rng.random_range(1_000..4_000);
+    }
+    faults
+}
+
+/// Zero to four faults of any kind, one at a time, each healed before the next.
+fn swarm_faults(rng: &mut StdRng, nodes: usize) -> Vec<(Millis, Fault)> {
+    let mut faults = Vec::new();
+    let mut at = rng.random_range(FAULTS_START..FAULTS_START + 2_000);
+    for _ in 0..rng.random_range(0..=4) {
+        if at >= FAULTS_END {
+            break;
+        }
+        let length = rng.random_range(500..8_000);
+        let pick = if nodes == 1 { 2 } else { rng.random_range(0..4) };
+        match pick {
+            0 => {
+                let mut side: Vec<NodeIx> = (0..nodes).filter(|_| rng.random_bool(0.5)).collect();
+                if side.is_empty() || side.len() == nodes {
+                    side = vec![rng.random_range(0..nodes)];
+                }
+                faults.push((at, Fault::Partition { side }));
+                faults.push((at + length, Fault::HealAll));
+            }
+            1 => {
+                let from = rng.random_range(0..nodes);
+                let to = (from + rng.random_range(1..nodes)) % nodes;
+                faults.push((at, Fault::UdpCut { from, to }));
+                faults.push((at + length, Fault::HealAll));
+            }
+            2 => {
+                let node = rng.random_range(0..nodes);
+                faults.push((at, Fault::Crash(node)));
+                faults.push((at + length, Fault::Restart(node)));
+            }
+            _ => {
+                let a = rng.random_range(0..nodes);
+                let b = (a + rng.random_range(1..nodes)) % nodes;
+                faults.push((at, Fault::Latency { a, b, ms: rng.random_range(50..1_500) }));
+                faults.push((at + length, Fault::HealAll));
+            }
+        }
+        at += length + rng.random_range(500..3_000);
+    }
+    faults
+}
