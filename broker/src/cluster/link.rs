@@ -134,9 +134,13 @@ pub(crate) async fn run_outbound(shared: Arc<Shared>, link: Arc<Link>, addr: std
     while !link.stopped() {
         match shared.runtime.network.connect(addr).await {
             Ok(stream) => {
-                backoff = BACKOFF_MIN;
                 let generation = cluster.next_generation();
+                let started = shared.now();
                 let outcome = serve_outbound(&shared, &link, stream, generation).await;
+                // A link that held is redialled at once; one closed right away backs off.
+                if shared.now().saturating_sub(started) >= BACKOFF_MAX.as_millis() as u64 {
+                    backoff = BACKOFF_MIN;
+                }
                 link.connected.store(false, Ordering::Release);
                 // Forwards in flight on the broken link may be lost with it: nobody will acknowledge them.
                 shared.with_broker(|broker, _| broker.node_down(&link.peer));
@@ -174,31 +178,13 @@ async fn serve_outbound(
         incarnation: cluster.incarnation,
     };
     wire::encode(&hello, &mut out)?;
-    let epoch = Epoch { incarnation: cluster.incarnation, generation };
-    // The snapshot and the queue reset happen under the broker lock, so every
-    // delta after this point is one the snapshot does not contain.
-    let (routes, retained, now) = shared.with_broker(|broker, now| {
-        let mut q = link.queue.lock();
-        q.deltas.clear();
-        q.retained.clear();
-        q.needs_snapshot = false;
-        (broker.local_routes(), broker.retained_snapshot(), now)
-    });
-    wire::encode(&PeerMessage::Routes { epoch, filters: routes }, &mut out)?;
-    for update in retained {
-        wire::encode(&PeerMessage::Retained(Box::new(update.to_wire(now))), &mut out)?;
-        if out.len() >= WRITE_BATCH_MAX {
-            writer.write_all(&out).await.map_err(|e| e.to_string())?;
-            out.clear();
-        }
-    }
-    writer.write_all(&out).await.map_err(|e| e.to_string())?;
-    out.clear();
+    let mut epoch = send_snapshot(shared, link, cluster.incarnation, generation, &mut writer, &mut out).await?;
     link.connected.store(true, Ordering::Release);
     tracing::info!(peer = %link.peer, generation, "peer link up");
 
     let peer = link.peer.clone();
     let acks_shared = Arc::clone(shared);
+    let acks_link = link;
     let acks = async move {
         let mut buf = BytesMut::with_capacity(4096);
         loop {
@@ -209,6 +195,10 @@ async fn serve_outbound(
                         if let Some(cluster) = &acks_shared.cluster {
                             cluster.answer(id, transfer);
                         }
+                    }
+                    PeerMessage::ResendRoutes => {
+                        acks_link.queue.lock().needs_snapshot = true;
+                        acks_link.ready.notify_one();
                     }
                     other => return Err(format!("unexpected {other:?} on an outbound link")),
                 }
@@ -232,9 +222,16 @@ async fn serve_outbound(
                 snapshot,
             )
         };
-        if snapshot {
-            return Err("route deltas overflowed: reconnecting to send a fresh snapshot".into());
-        }
+        let deltas = if snapshot {
+            // Deltas overflowed, or the peer lost our routes: a fresh snapshot under a new
+            // generation replaces whatever it held (the deltas taken above are in it).
+            epoch = send_snapshot(shared, link, cluster.incarnation, cluster.next_generation(), &mut writer, &mut out)
+                .await?;
+            Vec::new()
+        } else {
+            deltas
+        };
+        let retained = if snapshot { Vec::new() } else { retained };
         for change in deltas {
             let message = match change {
                 RouteChange::Added(filter) => PeerMessage::RouteAdd { epoch, filter },
@@ -278,6 +275,40 @@ async fn serve_outbound(
     }
 }
 
+/// Sends Routes (every route of this node) and every retained write it holds
+/// as winning, for link generation `generation`; returns the epoch that the
+/// deltas after it belong to. The snapshot and the reset of the link's queue
+/// happen under the broker lock, so every delta queued after it is one the
+/// snapshot does not contain.
+async fn send_snapshot(
+    shared: &Arc<Shared>,
+    link: &Link,
+    incarnation: u64,
+    generation: u64,
+    writer: &mut (impl AsyncWriteExt + Unpin),
+    out: &mut BytesMut,
+) -> Result<Epoch, String> {
+    let epoch = Epoch { incarnation, generation };
+    let (routes, retained, now) = shared.with_broker(|broker, now| {
+        let mut q = link.queue.lock();
+        q.deltas.clear();
+        q.retained.clear();
+        q.needs_snapshot = false;
+        (broker.local_routes(), broker.retained_snapshot(), now)
+    });
+    wire::encode(&PeerMessage::Routes { epoch, filters: routes }, out)?;
+    for update in retained {
+        wire::encode(&PeerMessage::Retained(Box::new(update.to_wire(now))), out)?;
+        if out.len() >= WRITE_BATCH_MAX {
+            writer.write_all(out).await.map_err(|e| e.to_string())?;
+            out.clear();
+        }
+    }
+    writer.write_all(out).await.map_err(|e| e.to_string())?;
+    out.clear();
+    Ok(epoch)
+}
+
 /// Serves one inbound link: a peer's routes and forwards, answered with acknowledgements.
 pub(crate) async fn serve_inbound(shared: Arc<Shared>, stream: Box<dyn Stream>) -> Result<(), String> {
     let Some(cluster) = shared.cluster.clone() else { return Ok(()) };
@@ -286,6 +317,8 @@ pub(crate) async fn serve_inbound(shared: Arc<Shared>, stream: Box<dyn Stream>) 
     let mut origin: Option<NodeName> = None;
     let mut origin_incarnation = 0;
     let mut acks = BytesMut::new();
+    // Set at Hello: fires when this node dropped the origin's routes and needs them again.
+    let mut resend: Option<Arc<Notify>> = None;
     loop {
         while let Some(message) = wire::decode(&mut buf)? {
             let Some(from) = origin.clone() else {
@@ -297,6 +330,7 @@ pub(crate) async fn serve_inbound(shared: Arc<Shared>, stream: Box<dyn Stream>) 
                         if name != cluster.cluster_name {
                             return Err(format!("peer {node} belongs to cluster {name:?}"));
                         }
+                        resend = Some(cluster.admit_inbound(&node));
                         origin = Some(node);
                         origin_incarnation = incarnation;
                         continue;
@@ -343,7 +377,9 @@ pub(crate) async fn serve_inbound(shared: Arc<Shared>, stream: Box<dyn Stream>) 
                     }
                     wire::encode(&PeerMessage::Session { id, transfer }, &mut acks)?;
                 }
-                PeerMessage::Session { .. } => return Err("Session on an inbound link".into()),
+                PeerMessage::Session { .. } | PeerMessage::ResendRoutes => {
+                    return Err("a reply on an inbound link".into());
+                }
                 PeerMessage::Hello { .. } => return Err("a second Hello".into()),
                 PeerMessage::ForwardAck { .. } => return Err("ForwardAck on an inbound link".into()),
             }
@@ -352,7 +388,17 @@ pub(crate) async fn serve_inbound(shared: Arc<Shared>, stream: Box<dyn Stream>) 
             writer.write_all(&acks).await.map_err(|e| e.to_string())?;
             acks.clear();
         }
-        if reader.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
+        let read = match &resend {
+            Some(resend) => tokio::select! {
+                read = reader.read_buf(&mut buf) => read,
+                () = resend.notified() => {
+                    wire::encode(&PeerMessage::ResendRoutes, &mut acks)?;
+                    continue;
+                }
+            },
+            None => reader.read_buf(&mut buf).await,
+        };
+        if read.map_err(|e| e.to_string())? == 0 {
             return Ok(());
         }
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::hash::AHashMap;
 use bytestring::ByteString;
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use super::link::{Link, run_outbound, serve_inbound};
 use super::membership::{Member, MembershipEvent, run_membership};
@@ -42,6 +42,10 @@ pub struct ClusterShell {
     guardians: Mutex<AHashMap<ByteString, NodeName>>,
     /// Wills this node guards for others, by client id.
     guarding: Mutex<AHashMap<ByteString, Guarded>>,
+    /// Set once the membership task returned (after a graceful leave, its datagrams sent).
+    left: watch::Sender<bool>,
+    /// Per origin, the signal that asks it (over its inbound link) to resend its routes.
+    inbound_resend: Mutex<AHashMap<NodeName, Arc<Notify>>>,
     /// Takeover calls waiting for their answer, by call id.
     calls: Mutex<AHashMap<u64, oneshot::Sender<Option<Box<WireSession>>>>>,
     next_call: AtomicU64,
@@ -62,6 +66,8 @@ impl ClusterShell {
             next_call: AtomicU64::new(1),
             guardians: Mutex::new(AHashMap::new()),
             guarding: Mutex::new(AHashMap::new()),
+            inbound_resend: Mutex::new(AHashMap::new()),
+            left: watch::channel(false).0,
         }
     }
 
@@ -123,6 +129,25 @@ impl ClusterShell {
         let mut guarding = self.guarding.lock();
         if guarding.get(client).is_some_and(|g| origin.is_none_or(|o| *o == g.origin)) {
             guarding.remove(client);
+        }
+    }
+
+    /// Registers an inbound link from `origin`; returns the signal that asks
+    /// the origin, over that link, to send its routes again.
+    pub fn admit_inbound(&self, origin: &NodeName) -> Arc<Notify> {
+        Arc::clone(self.inbound_resend.lock().entry(origin.clone()).or_default())
+    }
+
+    /// Asks `origin` to send its routes again: this node just dropped them.
+    ///
+    /// Why: after an asymmetric partition this node may have declared the
+    /// origin down and dropped its routes while the origin noticed nothing,
+    /// its link intact, and so would never send a snapshot again
+    /// (ALGORITHM.md, "Routes"). The request goes back on the origin's own
+    /// link, which keeps carrying its forwards meanwhile.
+    fn request_routes(&self, origin: &NodeName) {
+        if let Some(resend) = self.inbound_resend.lock().get(origin) {
+            resend.notify_waiters();
         }
     }
 
@@ -209,6 +234,12 @@ impl ClusterShell {
             .collect();
         peers.sort();
         peers
+    }
+
+    /// Waits (at most `max`) until membership has announced the leave.
+    pub async fn wait_left(&self, max: Duration) {
+        let mut left = self.left.subscribe();
+        let _ = tokio::time::timeout(max, left.wait_for(|l| *l)).await;
     }
 
     /// Starts a graceful leave: membership announces it, links close.
@@ -318,14 +349,19 @@ pub(crate) async fn start(shared: Arc<Shared>) -> std::io::Result<SocketAddr> {
     let (events_tx, events) = mpsc::unbounded_channel();
     let me = Member { name: shell.node.to_string(), incarnation: shell.incarnation, addr: bound };
     let membership_seed = shell.incarnation;
-    shared.runtime.spawn(run_membership(
+    let membership = run_membership(
         shared.runtime.clone(),
         shell.config.clone(),
         me,
         membership_seed,
         events_tx,
         shell.leave.subscribe(),
-    ));
+    );
+    let left_shell = Arc::clone(&shell);
+    shared.runtime.spawn(async move {
+        membership.await;
+        left_shell.left.send_replace(true);
+    });
     shared.runtime.spawn(follow_membership(Arc::clone(&shared), events));
     tracing::info!(node = %shell.node, incarnation = shell.incarnation, %bound, "cluster member started");
     Ok(bound)
@@ -384,6 +420,7 @@ async fn follow_membership(shared: Arc<Shared>, mut events: mpsc::UnboundedRecei
                             c.remote.remove_origin(&name);
                         }
                     });
+                    shell.request_routes(&name);
                     tracing::info!(peer = %name, "routes of a departed member removed");
                 });
             }

@@ -59,6 +59,8 @@ pub enum PeerMessage {
         id: u64,
         transfer: Option<Box<WireSession>>,
     },
+    /// Sent back on a link: the receiver dropped the sender's routes; send them again.
+    ResendRoutes,
     /// Guard this will of a client connected to the sender: publish it if the sender dies.
     WillGuard(Box<WillGuard>),
     /// The sender no longer holds `client`'s will (published, cancelled or moved).
@@ -142,6 +144,7 @@ const TAKEOVER: u8 = 8;
 const SESSION: u8 = 9;
 const WILL_GUARD: u8 = 10;
 const WILL_RELEASE: u8 = 11;
+const RESEND_ROUTES: u8 = 12;
 
 /// Appends one frame holding `message` to `out`.
 pub fn encode(message: &PeerMessage, out: &mut BytesMut) -> Result<(), String> {
@@ -217,6 +220,7 @@ pub fn encode(message: &PeerMessage, out: &mut BytesMut) -> Result<(), String> {
             out.put_u8(WILL_RELEASE);
             put_str(out, client);
         }
+        PeerMessage::ResendRoutes => out.put_u8(RESEND_ROUTES),
         PeerMessage::Session { id, transfer } => {
             out.put_u8(SESSION);
             out.put_u64(*id);
@@ -324,6 +328,7 @@ fn decode_message(f: &mut Bytes) -> Result<PeerMessage, String> {
             publish: get_publish(f)?,
         })),
         WILL_RELEASE => PeerMessage::WillRelease { client: get_str(f)? },
+        RESEND_ROUTES => PeerMessage::ResendRoutes,
         other => return Err(format!("unknown message type {other}")),
     })
 }
@@ -606,6 +611,7 @@ mod tests {
             PeerMessage::ForwardAck { id: u64::MAX },
             PeerMessage::Takeover { id: 3, client: "c1".into(), discard: false },
             PeerMessage::WillRelease { client: "c1".into() },
+            PeerMessage::ResendRoutes,
             PeerMessage::WillGuard(Box::new(WillGuard {
                 client: "c1".into(),
                 delay_secs: 5,

@@ -239,6 +239,9 @@ impl Server {
     pub async fn shutdown(&self) {
         if let Some(cluster) = &self.shared.cluster {
             cluster.leave();
+            // The leave must reach the other members before the process exits:
+            // they then drop this node at once instead of waiting for failure detection.
+            cluster.wait_left(Duration::from_secs(2)).await;
         }
         self.shared.shutting_down.send_replace(true);
         self.shared.with_broker(|broker, _| broker.shutdown());
