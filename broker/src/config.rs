@@ -111,6 +111,28 @@ pub struct ListenersConfig {
     pub tcp: TcpListenerConfig,
     /// MQTT over TLS (EMQX's port is 8883); absent: no TLS listener.
     pub tls: Option<TlsListenerConfig>,
+    /// MQTT over WebSocket (EMQX's port is 8083, path /mqtt); absent: none.
+    pub ws: Option<WsListenerConfig>,
+}
+
+/// `[listeners.ws]`: MQTT over WebSocket (binary frames, subprotocols `mqtt`,
+/// `mqttv3.1` and `mqttv3.1.1`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WsListenerConfig {
+    pub bind: SocketAddr,
+    /// The HTTP path of the upgrade request; others get 404.
+    #[serde(default = "default_ws_path")]
+    pub path: String,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: NonZeroUsize,
+    /// Seconds a new socket has for the upgrade and then its CONNECT.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: NonZeroU16,
+}
+
+fn default_ws_path() -> String {
+    "/mqtt".into()
 }
 
 /// `[listeners.tls]`: MQTT over TLS 1.2 / 1.3 (rustls, ring), with optional
@@ -352,6 +374,16 @@ impl Config {
                     tls.bind
                 ));
             }
+        }
+        if let Some(ws) = &self.listeners.ws
+            && self.auth.allow_anonymous.is_none()
+            && !ws.bind.ip().is_loopback()
+        {
+            return fail(format!(
+                "[listeners.ws] bind = \"{}\" opens a non-loopback address: set [auth] allow_anonymous = true \
+                 (or configure authentication) to accept clients there",
+                ws.bind
+            ));
         }
         if self.auth.allow_anonymous.is_none() && !self.listeners.tcp.bind.ip().is_loopback() {
             return fail(format!(

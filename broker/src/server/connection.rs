@@ -266,6 +266,12 @@ async fn write_loop(
                 return End::Closed(closure);
             }
         }
+        // A no-op on TCP; TLS and WebSocket streams may hold written bytes until flushed.
+        match tokio::time::timeout(WRITE_STALL_MAX, writer.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return End::Io(error),
+            Err(_) => return End::Io(std::io::ErrorKind::TimedOut.into()),
+        }
         notify.0.notified().await;
     }
 }

@@ -4,6 +4,7 @@
 
 mod connection;
 pub mod tls;
+mod ws;
 
 use std::io;
 use std::net::SocketAddr;
@@ -80,6 +81,8 @@ pub struct Server {
     local_addr: SocketAddr,
     /// The TLS listener's address, when `[listeners.tls]` is set.
     tls_addr: Option<SocketAddr>,
+    /// The WebSocket listener's address, when `[listeners.ws]` is set.
+    ws_addr: Option<SocketAddr>,
     /// The peer address, when this node is a cluster member.
     cluster_addr: Option<SocketAddr>,
     /// The admin API's address, when `[admin] bind` is set.
@@ -142,12 +145,22 @@ impl Server {
             None => None,
         };
         runtime.spawn(timer_loop(Arc::clone(&shared)));
+        let ws_addr = match &shared.config.listeners.ws {
+            Some(ws) => {
+                let listener = runtime.network.bind(ws.bind).await?;
+                let addr = listener.local_addr()?;
+                runtime.spawn(ws::accept_loop(Arc::clone(&shared), listener));
+                tracing::info!(node = %shared.config.node.name, listener = %addr, path = %ws.path, "broker listening (mqtt over websocket)");
+                Some(addr)
+            }
+            None => None,
+        };
         let cluster_addr = match &shared.cluster {
             Some(_) => Some(crate::cluster::node::start(Arc::clone(&shared)).await?),
             None => None,
         };
         tracing::info!(node = %shared.config.node.name, listener = %local_addr, "broker listening (mqtt tcp)");
-        let server = Self { shared, local_addr, tls_addr, cluster_addr, admin_addr: None };
+        let server = Self { shared, local_addr, tls_addr, ws_addr, cluster_addr, admin_addr: None };
         let admin_addr = match server.shared.config.admin.bind {
             Some(bind) => {
                 let listener = runtime.network.bind(bind).await?;
@@ -168,6 +181,11 @@ impl Server {
     /// The TLS listener's address, when it is enabled.
     pub fn tls_addr(&self) -> Option<SocketAddr> {
         self.tls_addr
+    }
+
+    /// The WebSocket listener's address, when it is enabled.
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        self.ws_addr
     }
 
     /// The admin API's address, when it is enabled.

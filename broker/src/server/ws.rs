@@ -1,0 +1,158 @@
+//! The WebSocket listener: an HTTP upgrade on the configured path with the
+//! subprotocol `mqtt` (or `mqttv3.1` / `mqttv3.1.1`), then MQTT in binary
+//! frames. [`WsStream`] turns the frames back into a byte stream, so the
+//! connection code sees WebSocket no differently from TCP: several packets in
+//! one frame and one packet across frames both work ([MQTT-6.0.0-2]).
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use futures_util::{Sink, Stream as FuturesStream};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use super::{Shared, serve_accepted};
+use crate::seam::{Accepted, Listener, Stream};
+
+/// Subprotocols accepted, in order of preference ([MQTT-6.0.0-3]: "mqtt").
+const SUBPROTOCOLS: [&str; 3] = ["mqtt", "mqttv3.1.1", "mqttv3.1"];
+
+/// Accepts sockets, upgrades each in its own task, and serves those that upgrade.
+pub(super) async fn accept_loop(shared: Arc<Shared>, mut listener: Box<dyn Listener>) {
+    let Some(config) = shared.config.listeners.ws.clone() else { return };
+    let upgrade_max = Duration::from_secs(u64::from(config.connect_timeout_secs.get()));
+    let mut shutdown = shared.shutting_down.subscribe();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        let accepted = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "WebSocket accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let path = config.path.clone();
+        let max = config.max_connections.get();
+        let task_shared = Arc::clone(&shared);
+        shared.runtime.spawn(async move {
+            let peer = accepted.peer;
+            // The callback's error type is tungstenite's (an HTTP response), not ours to shrink.
+            #[allow(clippy::result_large_err)]
+            let callback = |request: &Request, response| choose(request, response, &path);
+            let upgrade = tokio_tungstenite::accept_hdr_async(accepted.stream, callback);
+            let ws = match tokio::time::timeout(upgrade_max, upgrade).await {
+                Ok(Ok(ws)) => ws,
+                Ok(Err(error)) => return tracing::info!(%peer, %error, "WebSocket upgrade failed"),
+                Err(_) => return tracing::info!(%peer, "WebSocket upgrade timed out"),
+            };
+            let stream = WsStream { ws, reading: Bytes::new() };
+            serve_accepted(task_shared, Accepted { stream: Box::new(stream), peer }, max).await;
+        });
+    }
+}
+
+/// Checks the path and picks the subprotocol of the upgrade.
+#[allow(clippy::result_large_err)]
+fn choose(request: &Request, mut response: Response, path: &str) -> Result<Response, ErrorResponse> {
+    if request.uri().path() != path {
+        let mut refusal = ErrorResponse::new(Some(format!("MQTT is served on {path}\n")));
+        *refusal.status_mut() = StatusCode::NOT_FOUND;
+        return Err(refusal);
+    }
+    let offered: Vec<&str> = request
+        .headers()
+        .get_all("sec-websocket-protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(str::trim))
+        .collect();
+    // A client that names no subprotocol is served anyway, as browsers' and
+    // most libraries' MQTT clients always send one; one that offers only others is refused.
+    if !offered.is_empty() {
+        let Some(chosen) = SUBPROTOCOLS.iter().find(|p| offered.contains(p)) else {
+            let mut refusal = ErrorResponse::new(Some("subprotocol mqtt required\n".to_string()));
+            *refusal.status_mut() = StatusCode::BAD_REQUEST;
+            return Err(refusal);
+        };
+        response.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static(chosen));
+    }
+    Ok(response)
+}
+
+/// A WebSocket connection as a byte stream: reads yield the payloads of
+/// binary frames in order; each write goes out as one binary frame.
+struct WsStream {
+    ws: WebSocketStream<Box<dyn Stream>>,
+    /// What is left of the frame being read.
+    reading: Bytes,
+}
+
+fn to_io(error: WsError) -> io::Error {
+    match error {
+        WsError::Io(e) => e,
+        other => io::Error::other(other),
+    }
+}
+
+impl AsyncRead for WsStream {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        loop {
+            if !self.reading.is_empty() {
+                let n = self.reading.len().min(buf.remaining());
+                buf.put_slice(&self.reading[..n]);
+                self.reading.advance(n);
+                return Poll::Ready(Ok(()));
+            }
+            match Pin::new(&mut self.ws).poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                // End of stream: a read of zero bytes.
+                Poll::Ready(None) | Poll::Ready(Some(Ok(Message::Close(_)))) => return Poll::Ready(Ok(())),
+                Poll::Ready(Some(Ok(Message::Binary(data)))) => self.reading = data,
+                // MQTT travels in binary frames only ([MQTT-6.0.0-1]): a text frame ends the connection.
+                Poll::Ready(Some(Ok(Message::Text(_)))) => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "text frame on MQTT over WebSocket",
+                    )));
+                }
+                // Pings are answered by tungstenite itself; pongs and raw frames carry nothing for MQTT.
+                Poll::Ready(Some(Ok(_))) => {}
+                Poll::Ready(Some(Err(error))) => return Poll::Ready(Err(to_io(error))),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for WsStream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.ws).poll_ready(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(error)) => return Poll::Ready(Err(to_io(error))),
+            Poll::Ready(Ok(())) => {}
+        }
+        let frame = Message::Binary(Bytes::copy_from_slice(data));
+        match Pin::new(&mut self.ws).start_send(frame) {
+            Ok(()) => Poll::Ready(Ok(data.len())),
+            Err(error) => Poll::Ready(Err(to_io(error))),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.ws).poll_flush(cx).map_err(to_io)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.ws).poll_close(cx).map_err(to_io)
+    }
+}
