@@ -385,7 +385,8 @@ async fn sample_every_second(
     mut finished: watch::Receiver<bool>,
 ) -> hdrhistogram::Histogram<u64> {
     let mut total = new_histogram();
-    let mut last = run.stats.counters.snapshot();
+    // From zero, not from a first reading: the clients may start before this task first runs.
+    let mut last = crate::stats::Counters::default();
     let mut ticker = tokio::time::interval_at(origin + Duration::from_secs(1), Duration::from_secs(1));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut t = 0;
