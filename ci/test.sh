@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
+# The cluster's network-namespace partition test (broker/tests/cluster_netns.rs) needs ip(8).
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing ${need_apt[*]}"
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -32,6 +34,10 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 echo "==> cargo test"
 cargo test --workspace --all-targets 2>&1 | tee "$log"
+
+echo "==> loom models (broker/sync)"
+# Its own target directory: --cfg loom must reach only broker-sync and loom.
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p broker-sync --release --test loom 2>&1 | tee -a "$log"
 
 echo "==> conformance suite against this broker"
 ci/conformance-self.sh | tee -a "$log"

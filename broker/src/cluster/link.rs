@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use broker_sync::Signal;
 use bytes::BytesMut;
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -48,7 +49,8 @@ pub struct Link {
     pub peer: NodeName,
     pub incarnation: u64,
     queue: Mutex<LinkQueue>,
-    ready: Notify,
+    /// The link task's wake-up (loom-checked in broker/sync).
+    ready: Signal,
     pub connected: AtomicBool,
     stop: watch::Sender<bool>,
 }
@@ -59,7 +61,7 @@ impl Link {
             peer,
             incarnation,
             queue: Mutex::new(LinkQueue::default()),
-            ready: Notify::new(),
+            ready: Signal::new(),
             connected: AtomicBool::new(false),
             stop: watch::channel(false).0,
         })
@@ -78,7 +80,7 @@ impl Link {
             q.deltas.extend_from_slice(changes);
         }
         drop(q);
-        self.ready.notify_one();
+        self.ready.notify();
     }
 
     /// Queues retained writes; called under the broker lock. Like deltas, an
@@ -95,7 +97,7 @@ impl Link {
             q.retained.extend_from_slice(updates);
         }
         drop(q);
-        self.ready.notify_one();
+        self.ready.notify();
     }
 
     /// Queues a forward; false (and nothing queued) when the queue is full.
@@ -106,19 +108,19 @@ impl Link {
         }
         q.forwards.push_back(forward);
         drop(q);
-        self.ready.notify_one();
+        self.ready.notify();
         true
     }
 
     /// Queues a call to the peer (a takeover request).
     pub fn push_request(&self, request: PeerMessage) {
         self.queue.lock().requests.push(request);
-        self.ready.notify_one();
+        self.ready.notify();
     }
 
     pub fn stop(&self) {
         self.stop.send_replace(true);
-        self.ready.notify_one();
+        self.ready.notify();
     }
 
     fn stopped(&self) -> bool {
@@ -198,7 +200,7 @@ async fn serve_outbound(
                     }
                     PeerMessage::ResendRoutes => {
                         acks_link.queue.lock().needs_snapshot = true;
-                        acks_link.ready.notify_one();
+                        acks_link.ready.notify();
                     }
                     other => return Err(format!("unexpected {other:?} on an outbound link")),
                 }
@@ -268,7 +270,7 @@ async fn serve_outbound(
             out.clear();
         }
         tokio::select! {
-            () = link.ready.notified() => {}
+            () = link.ready.wait() => {}
             result = &mut acks => return result,
             _ = stop.wait_for(|s| *s) => return Ok(()),
         }
