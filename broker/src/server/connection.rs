@@ -8,7 +8,6 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use mqtt_codec::{ConnAck, DecodeError, Decoder, Packet, ProtocolVersion, ReasonCode, encode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::sync::Notify;
 
 use super::{NotifyWaker, Shared};
 use crate::auth::Credentials;
@@ -69,7 +68,7 @@ pub(super) async fn serve(shared: &Arc<Shared>, conn: ConnId, accepted: Accepted
         return;
     }
 
-    let notify = Arc::new(NotifyWaker(Notify::new()));
+    let notify = Arc::new(NotifyWaker(broker_sync::Signal::new()));
     let requested_id = connect.client_id.clone();
     let clean_start = connect.clean_start;
     // In a cluster, a session held by another node moves here first, so that
@@ -272,7 +271,7 @@ async fn write_loop(
             Ok(Err(error)) => return End::Io(error),
             Err(_) => return End::Io(std::io::ErrorKind::TimedOut.into()),
         }
-        notify.0.notified().await;
+        notify.0.wait().await;
     }
 }
 

@@ -330,10 +330,12 @@ async fn timer_loop(shared: Arc<Shared>) {
 }
 
 /// Wakes a connection's writer.
-pub(crate) struct NotifyWaker(pub Notify);
+/// The writer's wake-up: the loom-checked [`broker_sync::Signal`] (a wake
+/// given while the writer drains the outbox is kept as a permit).
+pub(crate) struct NotifyWaker(pub broker_sync::Signal);
 
 impl Waker for NotifyWaker {
     fn wake(&self) {
-        self.0.notify_one();
+        self.0.notify();
     }
 }
