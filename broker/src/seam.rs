@@ -29,8 +29,9 @@ pub struct Clock {
 
 impl Clock {
     pub fn new() -> Self {
-        // seam: the clock's origin, and the one wall-clock reading of the broker.
-        let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        // The clock's origin, and the one wall-clock reading of the broker.
+        let now = std::time::SystemTime::now(); // seam: wall clock
+        let wall = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
         Self::with_wall_origin(u64::try_from(wall).unwrap_or(u64::MAX))
     }
 
