@@ -12,7 +12,7 @@ use broker_sync::Signal;
 use bytes::BytesMut;
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 use super::routes::{Epoch, NodeName};
 use super::wire::{self, Forward, PeerMessage};
@@ -320,7 +320,7 @@ pub(crate) async fn serve_inbound(shared: Arc<Shared>, stream: Box<dyn Stream>) 
     let mut origin_incarnation = 0;
     let mut acks = BytesMut::new();
     // Set at Hello: fires when this node dropped the origin's routes and needs them again.
-    let mut resend: Option<Arc<Notify>> = None;
+    let mut resend: Option<Arc<Signal>> = None;
     loop {
         while let Some(message) = wire::decode(&mut buf)? {
             let Some(from) = origin.clone() else {
@@ -393,7 +393,7 @@ pub(crate) async fn serve_inbound(shared: Arc<Shared>, stream: Box<dyn Stream>) 
         let read = match &resend {
             Some(resend) => tokio::select! {
                 read = reader.read_buf(&mut buf) => read,
-                () = resend.notified() => {
+                () = resend.wait() => {
                     wire::encode(&PeerMessage::ResendRoutes, &mut acks)?;
                     continue;
                 }

@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::hash::AHashMap;
+use broker_sync::Signal;
 use bytestring::ByteString;
 use parking_lot::Mutex;
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::link::{Link, run_outbound, serve_inbound};
 use super::membership::{Member, MembershipEvent, run_membership};
@@ -44,8 +45,10 @@ pub struct ClusterShell {
     guarding: Mutex<AHashMap<ByteString, Guarded>>,
     /// Set once the membership task returned (after a graceful leave, its datagrams sent).
     left: watch::Sender<bool>,
-    /// Per origin, the signal that asks it (over its inbound link) to resend its routes.
-    inbound_resend: Mutex<AHashMap<NodeName, Arc<Notify>>>,
+    /// Per origin, the signal that asks it (over its newest inbound link) to
+    /// resend its routes. A stored permit: a request made while the link task
+    /// is busy is not lost.
+    inbound_resend: Mutex<AHashMap<NodeName, Arc<Signal>>>,
     /// Takeover calls waiting for their answer, by call id.
     calls: Mutex<AHashMap<u64, oneshot::Sender<Option<Box<WireSession>>>>>,
     next_call: AtomicU64,
@@ -134,8 +137,10 @@ impl ClusterShell {
 
     /// Registers an inbound link from `origin`; returns the signal that asks
     /// the origin, over that link, to send its routes again.
-    pub fn admit_inbound(&self, origin: &NodeName) -> Arc<Notify> {
-        Arc::clone(self.inbound_resend.lock().entry(origin.clone()).or_default())
+    pub fn admit_inbound(&self, origin: &NodeName) -> Arc<Signal> {
+        let signal = Arc::new(Signal::new());
+        self.inbound_resend.lock().insert(origin.clone(), Arc::clone(&signal));
+        signal
     }
 
     /// Asks `origin` to send its routes again: this node just dropped them.
@@ -147,7 +152,7 @@ impl ClusterShell {
     /// link, which keeps carrying its forwards meanwhile.
     fn request_routes(&self, origin: &NodeName) {
         if let Some(resend) = self.inbound_resend.lock().get(origin) {
-            resend.notify_waiters();
+            resend.notify();
         }
     }
 
