@@ -84,8 +84,11 @@ fn check_delivered_exactly(r: &RunResult, clients: u64) {
     let series_sent: u64 = r.series.iter().map(|s| s.delta.pub_sent).sum();
     assert_eq!(series_sent, t.pub_sent, "the per-second series adds up to the totals");
     assert!(r.series.last().is_some_and(|s| s.connections == 0), "everything disconnected at the end");
+    // The phase counts what was sent until it ended; a publisher caught mid-send
+    // at that moment adds its message to the totals just after (at most one each).
     let publish = r.phases.iter().find(|p| p.kind == "publish").expect("a publish phase");
-    assert_eq!(publish.done, t.pub_sent);
+    let publishers = clients / 2;
+    assert!(publish.done <= t.pub_sent && t.pub_sent - publish.done <= publishers, "{publish:?} vs {t:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
