@@ -170,7 +170,9 @@ cleanup() {
   if [ "${BENCH_KEEP_WORK:-0}" = 1 ]; then echo "work folder kept: $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'echo "ci/bench.sh: stopped by SIGINT" >&2; exit 130' INT
+trap 'echo "ci/bench.sh: stopped by SIGTERM" >&2; exit 143' TERM
+trap 'echo "ci/bench.sh: stopped by SIGHUP" >&2; exit 129' HUP
 
 if [ $skip_install -eq 0 ]; then
   echo "==> ci/install-peers.sh"

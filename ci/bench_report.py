@@ -723,6 +723,10 @@ class Report:
         notes.append("The load generator runs on one core and both sends and receives every message, so the "
                      "throughput search measures the pair; CPU s / M msgs at the fixed rates compares the brokers' "
                      "efficiency alone.")
+        notes.append("Each figure is one measurement, and a search step decides on a p99 near its bound, which is "
+                     "noisy: when this script was developed, full runs an hour apart on the same machine found "
+                     "maximum rates up to 30% apart for the same broker and scenario. Read search ratios within "
+                     "about ±25% as equal.")
         self.w("## Notes")
         self.w()
         for n in dict.fromkeys(notes):
