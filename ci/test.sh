@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
+# The browser test (broker/tests/browser.rs) drives Debian's Chromium with playwright-core.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 # The cluster's network-namespace partition test (broker/tests/cluster_netns.rs) needs ip(8).
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -19,8 +22,8 @@ if ! python3 -c 'import paho.mqtt.client' >/dev/null 2>&1; then
   echo "==> installing paho-mqtt (Python)"
   python3 -m pip install -q paho-mqtt
 fi
-if [ ! -d broker/tests/interop/node_modules/mqtt ]; then
-  echo "==> installing MQTT.js (npm ci)"
+if [ ! -d broker/tests/interop/node_modules/mqtt ] || [ ! -d broker/tests/interop/node_modules/playwright-core ]; then
+  echo "==> installing MQTT.js and playwright-core (npm ci)"
   (cd broker/tests/interop && npm ci --no-audit --no-fund --silent)
 fi
 

@@ -4,6 +4,13 @@
 //! - `GET /api/v1/cluster`: this node's view of its cluster (members, link
 //!   state, routes per origin, forwarding counters), or 404 on a single node.
 //! - `POST /api/v1/cluster/leave`: leave the cluster gracefully and stop.
+//! - `POST /api/v1/reload`: reread certificates, authentication and
+//!   authorization files; `{"reloaded": true}`, or 422 with
+//!   `{"reloaded": false, "errors": [...]}` (the failed parts keep their previous state).
+//! - `GET /api/v1/bans`: the bans in force; `POST /api/v1/bans` with
+//!   `{"kind": "client_id" | "username" | "cidr", "value": ..., "duration_secs"?, "reason"?}`
+//!   adds one and closes the live clients it matches; `DELETE /api/v1/bans`
+//!   with `{"kind", "value"}` removes one.
 //!
 //! It listens through the network seam like every other listener. It has no
 //! authentication yet, so the configuration refuses a non-loopback address;
@@ -20,7 +27,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use crate::seam::{Listener, Stream};
-use crate::server::Server;
+use crate::server::{BanRequest, Server, Unban};
 
 /// The seam's listener as axum sees one.
 struct SeamListener(Box<dyn Listener>);
@@ -54,6 +61,8 @@ pub(crate) async fn serve(server: Arc<Server>, listener: Box<dyn Listener>) {
         .route("/api/v1/stats", get(stats))
         .route("/api/v1/cluster", get(cluster))
         .route("/api/v1/cluster/leave", post(leave))
+        .route("/api/v1/reload", post(reload))
+        .route("/api/v1/bans", get(list_bans).post(add_ban).delete(remove_ban))
         .with_state(server);
     let served = axum::serve(SeamListener(listener), app).with_graceful_shutdown(async move {
         let _ = stop.wait_for(|s| *s).await;
@@ -68,6 +77,7 @@ async fn stats(State(server): State<Arc<Server>>) -> Response {
         "node": server.node_name(),
         "connections": server.connection_count(),
         "counters": server.counters(),
+        "limits": server.limit_stats(),
     }))
     .into_response()
 }
@@ -85,4 +95,35 @@ async fn leave(State(server): State<Arc<Server>>) -> Response {
     }
     server.request_stop();
     (StatusCode::ACCEPTED, "leaving the cluster and stopping\n").into_response()
+}
+
+async fn list_bans(State(server): State<Arc<Server>>) -> Response {
+    Json(server.bans()).into_response()
+}
+
+async fn add_ban(State(server): State<Arc<Server>>, Json(request): Json<BanRequest>) -> Response {
+    match server.ban(request) {
+        Ok((ban, closed)) => {
+            (StatusCode::CREATED, Json(serde_json::json!({ "ban": ban, "closed": closed }))).into_response()
+        }
+        Err(error) => (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response(),
+    }
+}
+
+async fn remove_ban(State(server): State<Arc<Server>>, Json(unban): Json<Unban>) -> Response {
+    match server.unban(&unban) {
+        Ok(true) => (StatusCode::OK, "ban removed\n").into_response(),
+        Ok(false) => (StatusCode::NOT_FOUND, "no such ban\n").into_response(),
+        Err(error) => (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response(),
+    }
+}
+
+async fn reload(State(server): State<Arc<Server>>) -> Response {
+    match server.reload() {
+        Ok(()) => Json(serde_json::json!({ "reloaded": true, "errors": [] })).into_response(),
+        Err(errors) => {
+            let body = Json(serde_json::json!({ "reloaded": false, "errors": errors }));
+            (StatusCode::UNPROCESSABLE_ENTITY, body).into_response()
+        }
+    }
 }

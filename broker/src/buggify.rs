@@ -26,10 +26,25 @@ pub enum Bug {
     /// A delivery is queued before the one already waiting at the back of a
     /// session's queue (core/session.rs, `enqueue`).
     ReorderQueue,
+    /// A node asked by a peer to hand over a session ignores the request: it
+    /// neither closes the old connection nor gives the session up, so the
+    /// client stays connected on both nodes (core/transfer.rs, `export_session`).
+    KeepOldSessionOnTakeover,
+    /// A node applies every retained write of a peer as it arrives, whatever
+    /// its stamp: last write by arrival instead of by hybrid logical clock
+    /// (core/cluster.rs, `apply_remote_retained`).
+    RetainedIgnoreStamp,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 4] = [Bug::DropForward, Bug::ForgetRoutesOnReconnect, Bug::Qos2Twice, Bug::ReorderQueue];
+    pub const ALL: [Bug; 6] = [
+        Bug::DropForward,
+        Bug::ForgetRoutesOnReconnect,
+        Bug::Qos2Twice,
+        Bug::ReorderQueue,
+        Bug::KeepOldSessionOnTakeover,
+        Bug::RetainedIgnoreStamp,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -37,6 +52,8 @@ impl Bug {
             Bug::ForgetRoutesOnReconnect => "forget-routes-on-reconnect",
             Bug::Qos2Twice => "qos2-twice",
             Bug::ReorderQueue => "reorder-queue",
+            Bug::KeepOldSessionOnTakeover => "keep-old-session-on-takeover",
+            Bug::RetainedIgnoreStamp => "retained-ignore-stamp",
         }
     }
 

@@ -11,6 +11,20 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod limits;
+mod listeners;
+
+pub use limits::LimitsConfig;
+pub use listeners::{
+    DEFAULT_NAME, ListenerEntry, ListenerKind, ListenerSpec, ListenersConfig, NamedListeners, PeerCertField,
+    QuicListenerConfig, TcpListenerConfig, TlsListenerConfig, TlsOptions, WsListenerConfig, WsOptions,
+    WssListenerConfig,
+};
+
+pub use crate::auth::config::{
+    BackendKind, HttpConfig, JwtAlgorithm, JwtConfig, OnError, ScramConfig, UsersConfig, X509Config,
+};
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -19,9 +33,27 @@ pub struct Config {
     pub listeners: ListenersConfig,
     pub mqtt: MqttConfig,
     pub auth: AuthConfig,
+    pub authz: AuthzConfig,
     /// Present: this node is a cluster member. Absent: a single node.
     pub cluster: Option<ClusterConfig>,
     pub admin: AdminConfig,
+    pub limits: LimitsConfig,
+    pub sys: SysConfig,
+}
+
+/// `[sys]`: the `$SYS/brokers/<node>/...` topics this node publishes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SysConfig {
+    /// Seconds between two publications of uptime, connection count and
+    /// counters (EMQX's `sys_msg_interval`); 0: none.
+    pub interval_secs: u32,
+}
+
+impl Default for SysConfig {
+    fn default() -> Self {
+        Self { interval_secs: 60 }
+    }
 }
 
 /// `[admin]`: the HTTP API that `broker ctl` talks to.
@@ -105,91 +137,109 @@ impl Default for NodeConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ListenersConfig {
-    pub tcp: TcpListenerConfig,
-    /// MQTT over TLS (EMQX's port is 8883); absent: no TLS listener.
-    pub tls: Option<TlsListenerConfig>,
-    /// MQTT over WebSocket (EMQX's port is 8083, path /mqtt); absent: none.
-    pub ws: Option<WsListenerConfig>,
-}
-
-/// `[listeners.ws]`: MQTT over WebSocket (binary frames, subprotocols `mqtt`,
-/// `mqttv3.1` and `mqttv3.1.1`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WsListenerConfig {
-    pub bind: SocketAddr,
-    /// The HTTP path of the upgrade request; others get 404.
-    #[serde(default = "default_ws_path")]
-    pub path: String,
-    #[serde(default = "default_max_connections")]
-    pub max_connections: NonZeroUsize,
-    /// Seconds a new socket has for the upgrade and then its CONNECT.
-    #[serde(default = "default_connect_timeout")]
-    pub connect_timeout_secs: NonZeroU16,
-}
-
-fn default_ws_path() -> String {
-    "/mqtt".into()
-}
-
-/// `[listeners.tls]`: MQTT over TLS 1.2 / 1.3 (rustls, ring), with optional
-/// client-certificate verification (mTLS).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsListenerConfig {
-    pub bind: SocketAddr,
-    /// PEM file with the server's certificate chain, leaf first.
-    pub cert: PathBuf,
-    /// PEM file with the server's private key (PKCS#8, PKCS#1 or SEC1).
-    pub key: PathBuf,
-    /// PEM file with the certificate authorities client certificates must chain
-    /// to; set, every client must present one (mutual TLS).
-    #[serde(default)]
-    pub client_ca: Option<PathBuf>,
-    #[serde(default = "default_max_connections")]
-    pub max_connections: NonZeroUsize,
-    /// Seconds a new socket has for the TLS handshake and then its CONNECT.
-    #[serde(default = "default_connect_timeout")]
-    pub connect_timeout_secs: NonZeroU16,
-}
-
-fn default_max_connections() -> NonZeroUsize {
-    nzu(100_000)
-}
-
-fn default_connect_timeout() -> NonZeroU16 {
-    nz16(10)
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TcpListenerConfig {
-    pub bind: SocketAddr,
-    /// Connections this listener holds at once; further sockets are closed at accept.
-    pub max_connections: NonZeroUsize,
-    /// Seconds a new socket has to deliver its CONNECT.
-    pub connect_timeout_secs: NonZeroU16,
-}
-
-impl Default for TcpListenerConfig {
-    fn default() -> Self {
-        Self {
-            bind: SocketAddr::from(([127, 0, 0, 1], 1883)),
-            max_connections: nzu(100_000),
-            connect_timeout_secs: nz16(10),
-        }
-    }
-}
-
+/// `[auth]`: who may connect (README, "Authentication").
+///
+/// - `allow_anonymous`: whether clients without user name and password may
+///   connect. Unset: allowed only when every listener binds a loopback
+///   address (as in Mosquitto 2).
+/// - `chain` (default empty): the backends asked, in order, from `"users"`,
+///   `"jwt"`, `"http"`, `"x509"`. Each allows, denies or ignores; the first to
+///   allow or deny decides. When all ignore, a client without credentials is
+///   accepted if anonymous access is allowed, and any other is refused.
+///   Every backend listed needs its section, and every section must be listed.
+/// - `users`, `jwt`, `http`, `x509`: the backends' sections (see `crate::auth::config`).
+/// - `scram`: MQTT 5 enhanced authentication with SCRAM-SHA-256.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
-    /// Whether clients without credentials may connect. Unset: allowed only
-    /// when every listener binds a loopback address (as in Mosquitto 2).
     pub allow_anonymous: Option<bool>,
+    pub chain: Vec<BackendKind>,
+    pub users: Option<UsersConfig>,
+    pub jwt: Option<JwtConfig>,
+    pub http: Option<HttpConfig>,
+    pub x509: Option<X509Config>,
+    pub scram: ScramConfig,
+}
+
+impl AuthConfig {
+    /// Whether anything beyond anonymous on/off is configured.
+    pub fn has_backends(&self) -> bool {
+        !self.chain.is_empty() || self.scram.enabled
+    }
+
+    /// Checks the rules that span the auth sections.
+    fn validate(&self) -> Result<(), String> {
+        for (i, kind) in self.chain.iter().enumerate() {
+            if self.chain[..i].contains(kind) {
+                return Err(format!("[auth] chain lists \"{}\" twice", kind.name()));
+            }
+        }
+        let sections = [
+            (BackendKind::Users, self.users.is_some()),
+            (BackendKind::Jwt, self.jwt.is_some()),
+            (BackendKind::Http, self.http.is_some()),
+            (BackendKind::X509, self.x509.is_some()),
+        ];
+        for (kind, present) in sections {
+            let listed = self.chain.contains(&kind);
+            if listed && !present {
+                return Err(format!("[auth] chain lists \"{0}\" but there is no [auth.{0}] section", kind.name()));
+            }
+            if present && !listed && !(kind == BackendKind::Users && self.scram.enabled) {
+                return Err(format!("[auth.{0}] is configured but [auth] chain does not list \"{0}\"", kind.name()));
+            }
+        }
+        if self.scram.enabled && self.users.is_none() {
+            return Err("[auth.scram] enabled = true needs [auth.users] (SCRAM checks the users file)".into());
+        }
+        if let Some(users) = &self.users
+            && !users.file.is_file()
+        {
+            return Err(format!("[auth.users] file = {:?}: no such file", users.file));
+        }
+        if let Some(jwt) = &self.jwt {
+            match jwt.algorithm {
+                JwtAlgorithm::Hs256 if jwt.secret.as_deref().is_none_or(str::is_empty) => {
+                    return Err("[auth.jwt] algorithm = \"HS256\" needs a non-empty secret".into());
+                }
+                JwtAlgorithm::Hs256 if jwt.public_key_file.is_some() => {
+                    return Err("[auth.jwt] public_key_file is for RS256; HS256 uses secret".into());
+                }
+                JwtAlgorithm::Rs256 if jwt.secret.is_some() => {
+                    return Err("[auth.jwt] secret is for HS256; RS256 uses public_key_file".into());
+                }
+                JwtAlgorithm::Rs256 => match &jwt.public_key_file {
+                    None => return Err("[auth.jwt] algorithm = \"RS256\" needs public_key_file".into()),
+                    Some(path) if !path.is_file() => {
+                        return Err(format!("[auth.jwt] public_key_file = {path:?}: no such file"));
+                    }
+                    Some(_) => {}
+                },
+                JwtAlgorithm::Hs256 => {}
+            }
+        }
+        if let Some(http) = &self.http {
+            crate::auth::http::Endpoint::parse(&http.url)
+                .map_err(|e| format!("[auth.http] url = {:?}: {e}", http.url))?;
+        }
+        Ok(())
+    }
+}
+
+/// `[authz]`: what clients may publish and subscribe to (README, "Authorization").
+///
+/// - `acl_file`: the ACL file (ordered `allow|deny WHO ACTION TOPIC...` rules).
+///   Unset (the default): every client may publish and subscribe to everything.
+///   A missing or malformed file stops start-up; a reload (SIGHUP, `broker ctl
+///   reload`) rereads it and keeps the old rules if the new file is bad.
+/// - `no_match`: `"allow"` or `"deny"` (the default), the decision when no rule
+///   matches; used only with `acl_file`. An empty file has no rules, so every
+///   decision is `no_match`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthzConfig {
+    pub acl_file: Option<PathBuf>,
+    pub no_match: crate::authz::NoMatch,
 }
 
 /// Protocol limits and features. Each is announced to MQTT 5 clients where the
@@ -210,6 +260,14 @@ pub struct MqttConfig {
     pub max_inflight: NonZeroU16,
     /// QoS 2 messages a client may have awaiting PUBREL (announced as Receive Maximum).
     pub receive_maximum: NonZeroU16,
+    /// The same bound for MQTT 3.1 / 3.1.1 clients, which have no Receive
+    /// Maximum to be told: beyond it the connection is closed. Higher than
+    /// `receive_maximum` because such clients cannot know the broker's limit.
+    pub max_awaiting_rel_v3: NonZeroU16,
+    /// Most user properties one packet (or will) may carry; beyond: DISCONNECT
+    /// (or CONNACK) 0x97 Quota exceeded. Each costs far more memory than its
+    /// five bytes on the wire.
+    pub max_user_properties: u16,
     /// Messages queued per session beyond the in-flight window; overflow drops
     /// QoS 0 messages first, and counts every drop.
     pub max_queued_messages: NonZeroUsize,
@@ -245,6 +303,8 @@ impl Default for MqttConfig {
             max_subscriptions: nzu(1000),
             max_inflight: nz16(32),
             receive_maximum: nz16(32),
+            max_awaiting_rel_v3: nz16(1000),
+            max_user_properties: 128,
             max_queued_messages: nzu(1000),
             queue_qos0_offline: true,
             max_topic_alias: 64,
@@ -357,47 +417,27 @@ impl Config {
                 return fail(format!("[cluster] seed {seed:?} is not \"host:port\""));
             }
         }
-        if let Some(tls) = &self.listeners.tls {
-            for (key, path) in
-                [("cert", Some(&tls.cert)), ("key", Some(&tls.key)), ("client_ca", tls.client_ca.as_ref())]
-            {
-                if let Some(path) = path
-                    && !path.is_file()
-                {
-                    return fail(format!("[listeners.tls] {key} = {path:?}: no such file"));
-                }
-            }
-            if self.auth.allow_anonymous.is_none() && !tls.bind.ip().is_loopback() && tls.client_ca.is_none() {
-                return fail(format!(
-                    "[listeners.tls] bind = \"{}\" opens a non-loopback address: set [auth] allow_anonymous = true, \
-                     or client_ca (clients then prove who they are with a certificate)",
-                    tls.bind
-                ));
-            }
+        if let Err(message) = self.auth.validate() {
+            return fail(message);
         }
-        if let Some(ws) = &self.listeners.ws
-            && self.auth.allow_anonymous.is_none()
-            && !ws.bind.ip().is_loopback()
-        {
-            return fail(format!(
-                "[listeners.ws] bind = \"{}\" opens a non-loopback address: set [auth] allow_anonymous = true \
-                 (or configure authentication) to accept clients there",
-                ws.bind
-            ));
-        }
-        if self.auth.allow_anonymous.is_none() && !self.listeners.tcp.bind.ip().is_loopback() {
-            return fail(format!(
-                "[listeners.tcp] bind = \"{}\" opens a non-loopback address: set [auth] allow_anonymous = true \
-                 (or configure authentication) to accept clients there",
-                self.listeners.tcp.bind
-            ));
+        // With backends configured, an unset allow_anonymous means "loopback only" rather than a
+        // missing decision: the backends decide who else connects.
+        let anonymous_decided = self.auth.allow_anonymous.is_some() || self.auth.has_backends();
+        if let Err(message) = self.listeners.validate(anonymous_decided) {
+            return fail(message);
         }
         Ok(())
     }
 
-    /// Whether clients without credentials are accepted.
+    /// Whether clients without credentials are accepted. Unset: yes, unless
+    /// backends are configured and a listener binds a non-loopback address
+    /// (without backends, `validate` refuses that case).
     pub fn allow_anonymous(&self) -> bool {
-        self.auth.allow_anonymous.unwrap_or(true)
+        self.auth.allow_anonymous.unwrap_or_else(|| !self.auth.has_backends() || self.every_listener_is_loopback())
+    }
+
+    fn every_listener_is_loopback(&self) -> bool {
+        self.listeners.enabled().iter().all(|l| l.bind().ip().is_loopback())
     }
 }
 
@@ -484,6 +524,43 @@ mod tests {
     }
 
     #[test]
+    fn the_auth_chain_and_its_sections_must_agree() {
+        assert!(error_of("[auth]\nchain = [\"jwt\"]\n").contains("no [auth.jwt] section"));
+        assert!(error_of("[auth.x509]\n").contains("[auth] chain does not list \"x509\""));
+        assert!(error_of("[auth]\nchain = [\"x509\", \"x509\"]\n[auth.x509]\n").contains("twice"));
+        assert!(error_of("[auth]\nchain = [\"ldap\"]\n").contains("line 2"));
+        assert!(error_of("[auth.scram]\nenabled = true\n").contains("needs [auth.users]"));
+        let config =
+            Config::parse("[auth]\nchain = [\"x509\"]\n[auth.x509]\nmatch_username = true\n").expect("x509 chain");
+        assert_eq!(config.auth.chain, vec![BackendKind::X509]);
+    }
+
+    #[test]
+    fn auth_backend_settings_are_checked() {
+        let jwt = |body: &str| format!("[auth]\nchain = [\"jwt\"]\n[auth.jwt]\n{body}");
+        assert!(error_of(&jwt("")).contains("needs a non-empty secret"));
+        assert!(error_of(&jwt("algorithm = \"RS256\"\n")).contains("needs public_key_file"));
+        assert!(
+            error_of(&jwt("algorithm = \"RS256\"\npublic_key_file = \"/nonexistent.pem\"\n")).contains("no such file")
+        );
+        assert!(error_of(&jwt("algorithm = \"ES256\"\n")).contains("line 4"));
+        Config::parse(&jwt("secret = \"s\"\nusername_claim = \"sub\"\n")).expect("HS256 with a secret");
+        let http = "[auth]\nchain = [\"http\"]\n[auth.http]\nurl = \"https://auth.local/\"\n";
+        assert!(error_of(http).contains("https is not supported"));
+        let users = "[auth]\nchain = [\"users\"]\n[auth.users]\nfile = \"/nonexistent/users\"\n";
+        assert!(error_of(users).contains("/nonexistent/users"));
+    }
+
+    #[test]
+    fn with_backends_a_public_bind_needs_no_anonymous_decision_and_refuses_anonymous() {
+        let text = "[listeners.tcp]\nbind = \"0.0.0.0:1883\"\n[auth]\nchain = [\"x509\"]\n[auth.x509]\n";
+        let config = Config::parse(text).expect("public bind with a backend");
+        assert!(!config.allow_anonymous());
+        let loopback = Config::parse("[auth]\nchain = [\"x509\"]\n[auth.x509]\n").expect("loopback");
+        assert!(loopback.allow_anonymous(), "unset on loopback keeps its meaning");
+    }
+
+    #[test]
     fn qos_above_two_is_refused() {
         assert!(error_of("[mqtt]\nmaximum_qos = 3\n").contains("maximum_qos"));
     }
@@ -495,6 +572,7 @@ mod tests {
         let defaults = Config::default();
         assert_eq!(format!("{:?}", config.mqtt), format!("{:?}", defaults.mqtt));
         assert_eq!(format!("{:?}", config.listeners), format!("{:?}", defaults.listeners));
+        assert_eq!(config.limits, defaults.limits);
         assert!(config.cluster.is_none(), "the sample runs a single node");
     }
 
@@ -517,6 +595,18 @@ mod tests {
         assert_eq!(cluster.seeds, vec!["127.0.0.2:4370".to_string(), "127.0.0.3:4370".to_string()]);
         let strip = |c: &ClusterConfig| ClusterConfig { seeds: Vec::new(), dns_name: None, ..c.clone() };
         assert_eq!(format!("{:?}", strip(&cluster)), format!("{:?}", strip(&defaults)));
+    }
+
+    #[test]
+    fn limits_keys_parse_and_an_unknown_one_is_named() {
+        let config =
+            Config::parse("[limits]\nmax_conn_rate_per_ip = 5\nbans_file = \"/tmp/b.json\"\n").expect("limits");
+        assert_eq!(config.limits.max_conn_rate_per_ip, 5);
+        assert_eq!(config.limits.bans_file.as_deref(), Some(Path::new("/tmp/b.json")));
+        let e = error_of("[limits]\nmax_conn_rate_per_ipp = 5\n");
+        assert!(e.contains("line 2") && e.contains("max_conn_rate_per_ipp"), "{e}");
+        let e = error_of("[limits]\nmax_tracked_ips = 0\n");
+        assert!(e.contains("max_tracked_ips"), "{e}");
     }
 
     #[test]

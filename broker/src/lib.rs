@@ -7,7 +7,7 @@
 //!   timer task, graceful shutdown.
 //! - [`seam`]: the only doors to the network, time, randomness and spawning.
 //! - [`config`]: the TOML configuration and its defaults.
-//! - [`auth`]: authentication and authorization hooks.
+//! - [`auth`]: authentication (who a client is); [`authz`]: authorization (what it may do).
 //! - [`cluster`]: membership, peer links, replicated routes, forwarding (ALGORITHM.md).
 //! - [`admin`]: the HTTP API `broker ctl` talks to.
 //!
@@ -17,6 +17,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod authz;
 pub mod buggify;
 pub mod cluster;
 pub mod config;

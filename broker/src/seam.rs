@@ -77,6 +77,13 @@ pub fn rng(seed: Option<u64>) -> StdRng {
     }
 }
 
+/// Runs CPU-heavy work (password hashing) on tokio's blocking pool, so that
+/// it does not stall the connections that share a worker thread. None if the
+/// work panicked or the runtime is shutting down.
+pub async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    tokio::task::spawn_blocking(work).await.ok() // seam: the one door to other threads (no simulation uses it)
+}
+
 /// The keys of every hash map of the process (`crate::hash`): drawn from the
 /// operating system at first use, unless a simulation fixed them first.
 static HASH_KEYS: std::sync::OnceLock<[u64; 4]> = std::sync::OnceLock::new();

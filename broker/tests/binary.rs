@@ -49,12 +49,12 @@ fn sigterm_sends_v5_clients_disconnect_0x8b_and_exits_0() {
     let path = temp_config("sigterm", "[listeners.tcp]\nbind = \"127.0.0.1:0\"\n");
     let mut child = broker().arg("--config").arg(&path).env("RUST_LOG", "info").stderr(Stdio::piped()).spawn().unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    // "broker listening (mqtt tcp) node=... listener=127.0.0.1:PORT"
+    // "broker listening node=... listener=tcp:default addr=127.0.0.1:PORT"
     let mut line = String::new();
     let addr = loop {
         line.clear();
         assert!(stderr.read_line(&mut line).unwrap() > 0, "broker exited before listening");
-        if let Some(rest) = line.split("listener=").nth(1) {
+        if let Some(rest) = line.split(" addr=").nth(1) {
             break rest.split_whitespace().next().unwrap().to_string();
         }
     };

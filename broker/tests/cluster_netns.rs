@@ -2,7 +2,8 @@
 //! namespace on a bridge (../shared/NETWORK-FAULTS.md), clients run inside
 //! the namespaces (mosquitto_pub / mosquitto_sub). Node 3 is cut off by
 //! setting its switch port down; each side keeps serving its clients; after
-//! the heal, routes and retained messages converge, checked on every node.
+//! the heal, routes and retained messages converge, checked on every node,
+//! and a client id connected on both sides keeps only its later connection.
 //!
 //! Needs root, iproute2 and mosquitto-clients (ci/test.sh installs them); it
 //! says why and passes without checking anything when one is missing, so
@@ -29,6 +30,9 @@ fn missing_prerequisite() -> Option<String> {
     let uid = run(&["id", "-u"]);
     if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
         return Some("not root".into());
+    }
+    if !run(&["python3", "-c", "import paho.mqtt.client"]).status.success() {
+        return Some("python3 with paho-mqtt is not installed".into());
     }
     for tool in ["ip", "mosquitto_pub", "mosquitto_sub"] {
         if !run(&["sh", "-c", &format!("command -v {tool}")]).status.success() {
@@ -78,7 +82,8 @@ impl Net {
         for i in 1..=3 {
             let text = format!(
                 "[node]\nname = \"n{i}\"\n[listeners.tcp]\nbind = \"10.77.0.{i}:1883\"\n[auth]\nallow_anonymous = true\n\
-                 [cluster]\nname = \"netns\"\nbind = \"10.77.0.{i}:4370\"\nseeds = [{seeds}]\nforward_timeout_ms = 2000\n"
+                 [cluster]\nname = \"netns\"\nbind = \"10.77.0.{i}:4370\"\nseeds = [{seeds}]\nforward_timeout_ms = 2000\n\
+                 route_grace_ms = 40000\n"
             );
             let path = std::env::temp_dir().join(format!("{}-n{i}.toml", self.prefix));
             std::fs::write(&path, text).unwrap();
@@ -168,6 +173,20 @@ impl Net {
         panic!("a publish on n{from} never reached a subscriber on n{to} within {CONVERGE_MAX:?}");
     }
 
+    /// Connects client `id` (MQTT 5, persistent session) to node `i`,
+    /// subscribed to `topic`; it prints what happens and never reconnects.
+    fn hold(&self, i: usize, id: &str, topic: &str) -> Reaped {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/paho_hold.py");
+        let host = format!("10.77.0.{i}");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns(i), "python3", script, &host, id, topic])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Reaped(child)
+    }
+
     /// The retained message of `topic` as a new subscriber on node `i` sees it.
     fn retained(&self, i: usize, topic: &str) -> String {
         let out = self.subscribe(i, topic, 1, 2).wait_with_output().unwrap();
@@ -215,7 +234,7 @@ impl Drop for Net {
 }
 
 #[test]
-fn during_a_partition_each_side_serves_and_after_the_heal_routes_and_retained_messages_converge() {
+fn during_a_partition_each_side_serves_and_after_the_heal_routes_retained_messages_and_client_ids_converge() {
     if let Some(why) = missing_prerequisite() {
         eprintln!("skipping the network-namespace partition test: {why}");
         return;
@@ -227,6 +246,10 @@ fn during_a_partition_each_side_serves_and_after_the_heal_routes_and_retained_me
         net.eventually_delivered(from, to, "formed", &format!("n{from}-to-n{to}"));
     }
 
+    // A subscriber on n3 whose routes reach the others before the cut.
+    let mut keeper = net.hold(3, "keeper", "during/t");
+    std::thread::sleep(Duration::from_secs(2));
+
     net.link(3, false);
     let cut = Instant::now();
     // Each side keeps serving its own clients.
@@ -237,6 +260,16 @@ fn during_a_partition_each_side_serves_and_after_the_heal_routes_and_retained_me
     // heal goes through rejoin, new links and fresh snapshots rather than TCP
     // retransmitting what the cut delayed.
     std::thread::sleep(PARTITION_HELD.saturating_sub(cut.elapsed()));
+    // Acknowledged (at forward_timeout_ms) while n3 is unreachable: the
+    // forward waits for n3 (parked with its link) and goes out at the heal.
+    net.publish(1, "during/t", "during-partition", false);
+    // One client id connects on each side; n3's connection is the later one.
+    let mut early = net.hold(1, "twice", "twice/t");
+    std::thread::sleep(Duration::from_secs(1));
+    let mut late = net.hold(3, "twice", "twice/t");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(early.output_if_exited().is_none(), "the n1 connection of the client closed during the partition");
+    assert!(late.output_if_exited().is_none(), "the n3 connection of the client closed during the partition");
     // Both sides write the same retained topic; n3's write is the later one.
     net.publish(1, "ret", "from-n1", true);
     std::thread::sleep(Duration::from_millis(50));
@@ -247,6 +280,31 @@ fn during_a_partition_each_side_serves_and_after_the_heal_routes_and_retained_me
     net.eventually_delivered(3, 1, "healed", "n3-to-n1");
     net.eventually_delivered(1, 3, "healed", "n1-to-n3");
     net.eventually_delivered(2, 3, "healed", "n2-to-n3");
+    // ...the client id is settled: the earlier connection (n1) is told 0x8E
+    // (session taken over), the later one (n3) stays and gets messages...
+    let started = Instant::now();
+    let early_output = loop {
+        if let Some(output) = early.output_if_exited() {
+            break output;
+        }
+        assert!(started.elapsed() < CONVERGE_MAX, "the client stayed connected on both sides of the healed partition");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(early_output.ends_with("disconnected 142"), "the n1 connection: {early_output:?}");
+    net.publish(2, "twice/t", "after-heal", false);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(late.output_if_exited().is_none(), "the later connection (n3) was closed too");
+    let _ = late.0.kill();
+    let _ = late.0.wait();
+    let late_output = late.output_if_exited().unwrap_or_default();
+    assert!(late_output.contains("message after-heal"), "the n3 connection: {late_output:?}");
+    // ...the message acknowledged during the partition reached n3's subscriber
+    // (its forward went out first on the new link, before the probes above)...
+    std::thread::sleep(Duration::from_secs(1));
+    let _ = keeper.0.kill();
+    let _ = keeper.0.wait();
+    let keeper_output = keeper.output_if_exited().unwrap_or_default();
+    assert!(keeper_output.contains("message during-partition"), "n3's subscriber: {keeper_output:?}");
     // ...and every node keeps the later retained write.
     let started = Instant::now();
     loop {

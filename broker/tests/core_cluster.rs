@@ -446,3 +446,69 @@ fn a_departing_member_hands_its_unacknowledged_messages_to_a_member_on_another_n
     assert_eq!(payloads(&c.node(1).take(m2)), vec!["unacked"]);
     assert!(payloads(&c.node(1).take(d2)).is_empty(), "the direct subscriber already had it");
 }
+
+#[test]
+fn a_client_id_connected_on_two_nodes_keeps_only_its_later_connection() {
+    use broker::cluster::node::ClusterShell;
+    use broker::config::ClusterConfig;
+    let mut c = Cluster::new(&["n1", "n2"], ForwardMode::Sync);
+    let shells: Vec<ClusterShell> =
+        ["n1", "n2"].iter().map(|n| ClusterShell::new((*n).into(), 1, ClusterConfig::default())).collect();
+    // As across a partition: each side connects the client, n2 later.
+    let (early, _) = c.node(0).connect(persistent("twice"));
+    let early_stamp = c.node(0).broker.cluster_stamp(0).unwrap();
+    shells[0].connected(early, &"twice".into(), early_stamp);
+    c.node(1).now = 10;
+    let (late, _) = c.node(1).connect(persistent("twice"));
+    let late_stamp = c.node(1).broker.cluster_stamp(10).unwrap();
+    shells[1].connected(late, &"twice".into(), late_stamp);
+    assert!(early_stamp < late_stamp);
+    assert_eq!(shells[0].connected_clients(&c.node(0).broker), vec![("twice".into(), early_stamp)]);
+
+    // The heal: each learns the other's connection; only the earlier one loses.
+    let n1: NodeName = "n1".into();
+    let n2: NodeName = "n2".into();
+    assert!(!shells[1].settle(&mut c.nodes[1].1.broker, &n1, "twice", early_stamp, 10));
+    assert!(shells[0].settle(&mut c.nodes[0].1.broker, &n2, "twice", late_stamp, 10));
+    let closing = c.node(0).take(early);
+    assert!(
+        closing.iter().any(|p| matches!(p, Packet::Disconnect(d) if d.reason_code == ReasonCode::SESSION_TAKEN_OVER)),
+        "{closing:?}"
+    );
+    assert_eq!(c.node(0).broker.session_count(), 0, "the loser's session is discarded");
+    assert!(c.node(1).broker.connection_of("twice").is_some());
+    assert!(shells[0].connected_clients(&c.node(0).broker).is_empty());
+
+    // Equal stamps: the smaller node name loses, on both sides alike.
+    let mut c = Cluster::new(&["n1", "n2"], ForwardMode::Sync);
+    let stamp = broker::core::cluster::Stamp { wall_ms: 5, counter: 0 };
+    let (a, _) = c.node(0).connect(persistent("tie"));
+    shells[0].connected(a, &"tie".into(), stamp);
+    let (b, _) = c.node(1).connect(persistent("tie"));
+    shells[1].connected(b, &"tie".into(), stamp);
+    assert!(!shells[1].settle(&mut c.nodes[1].1.broker, &n1, "tie", stamp, 0));
+    assert!(shells[0].settle(&mut c.nodes[0].1.broker, &n2, "tie", stamp, 0));
+}
+
+#[test]
+fn two_connects_of_one_client_racing_on_two_nodes_leave_only_the_later_one() {
+    use broker::cluster::node::ClusterShell;
+    use broker::config::ClusterConfig;
+    use broker::core::cluster::Stamp;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let shells: Vec<ClusterShell> =
+        ["n1", "n2"].iter().map(|n| ClusterShell::new((*n).into(), 1, ClusterConfig::default())).collect();
+    let (early, late) = (Stamp { wall_ms: 1, counter: 0 }, Stamp { wall_ms: 2, counter: 0 });
+    // Both CONNECTs are taking over at once (no peer is reachable here, so the calls return at once).
+    let client: bytestring::ByteString = "racer".into();
+    runtime.block_on(shells[0].take_over(&client, false, early));
+    runtime.block_on(shells[1].take_over(&client, false, late));
+    // Each request reaches the other node while its own CONNECT is pending.
+    assert_eq!(shells[1].race(&"n1".into(), "racer", early), Some(late), "n2's is later: n1 is told so");
+    assert_eq!(shells[0].race(&"n2".into(), "racer", late), None, "n1's is earlier: it hands over");
+    assert!(!shells[0].connected(1, &client, early), "n1's connection must close as soon as it attaches");
+    assert!(shells[1].connected(1, &client, late));
+    // A CONNECT without a competitor keeps its connection.
+    runtime.block_on(shells[0].take_over(&"alone".into(), false, late));
+    assert!(shells[0].connected(2, &"alone".into(), late));
+}

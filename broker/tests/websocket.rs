@@ -1,8 +1,10 @@
 //! MQTT over WebSocket: the upgrade (path, subprotocol), binary frames with
-//! several packets in one frame and one packet across frames, and the
-//! refusals (wrong path, text frames).
+//! several packets in one frame and one packet across frames, the refusals
+//! (wrong path, text frames), WebSocket over TLS, and the client address
+//! forwarded by a trusted proxy (X-Forwarded-For).
 #![allow(clippy::unwrap_used)]
 
+mod pki;
 mod tcp_common;
 
 use std::time::Duration;
@@ -99,5 +101,86 @@ async fn a_wrong_path_is_refused_and_a_text_frame_closes_the_connection() {
     })
     .await;
     assert!(end.is_ok(), "the broker closes the connection after a text frame");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn wss_upgrades_after_the_tls_handshake_and_serves_mqtt() {
+    let ca = pki::Ca::new("ca");
+    let dir = pki::dir("wss");
+    pki::write_server_files(&dir, &ca.server("broker"), &ca);
+    let text = format!(
+        "[listeners.tcp]\nbind = \"127.0.0.1:0\"\n[listeners.wss]\nbind = \"127.0.0.1:0\"\n{}",
+        pki::listener_keys(&dir, false)
+    );
+    let server =
+        broker::Server::start(broker::Config::parse(&text).unwrap(), broker::seam::Runtime::tokio()).await.unwrap();
+    let addr = server.wss_addr().unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(pki::client_config(&ca, None, &[])));
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = connector.connect(name, tcp).await.unwrap();
+    let mut request = format!("wss://localhost:{}/mqtt", addr.port()).into_client_request().unwrap();
+    request.headers_mut().insert("sec-websocket-protocol", "mqtt".parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::client_async(request, tls).await.unwrap();
+    let mut first = Connect::v5("wss-client").encode();
+    first.extend(subscribe_packet(Level::V5, 1, &[("wss/t", 0)], &[]));
+    first.extend(PublishSpec::new("wss/t", b"through-tls-and-ws").encode(Level::V5));
+    ws.send(Message::Binary(first.into())).await.unwrap();
+    let mut got = Vec::new();
+    while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(2), ws.next()).await {
+        if let Message::Binary(data) = message {
+            got.extend_from_slice(&data);
+        }
+        if got.windows(18).any(|w| w == b"through-tls-and-ws") {
+            break;
+        }
+    }
+    assert_eq!(got.first(), Some(&0x20), "CONNACK first: {got:?}");
+    assert!(got.windows(18).any(|w| w == b"through-tls-and-ws"), "the message comes back: {got:?}");
+    server.shutdown().await;
+}
+
+/// Records the address authentication saw for each client.
+#[derive(Default)]
+struct Peers(parking_lot::Mutex<Vec<(String, std::net::SocketAddr)>>);
+
+impl broker::auth::Authenticator for Peers {
+    fn authenticate<'a>(
+        &'a self,
+        credentials: broker::auth::Credentials<'a>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), mqtt_codec::ReasonCode>> + Send + 'a>> {
+        self.0.lock().push((credentials.connect.client_id.to_string(), credentials.peer));
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+#[tokio::test]
+async fn x_forwarded_for_is_believed_from_trusted_proxies_only() {
+    let text = "[listeners.tcp]\nbind = \"127.0.0.1:0\"\n\
+        [listeners.ws.behind-proxy]\nbind = \"127.0.0.1:0\"\nproxy_address_header = \"x-forwarded-for\"\n\
+        trusted_proxies = [\"127.0.0.0/8\"]\n\
+        [listeners.ws.strict]\nbind = \"127.0.0.1:0\"\nproxy_address_header = \"x-forwarded-for\"\n\
+        trusted_proxies = [\"10.0.0.0/8\"]\n";
+    let peers = std::sync::Arc::new(Peers::default());
+    let server =
+        broker::Server::start_with(broker::Config::parse(text).unwrap(), broker::seam::Runtime::tokio(), peers.clone())
+            .await
+            .unwrap();
+    use broker::config::ListenerKind::Ws;
+    for (listener, id) in [("behind-proxy", "proxied"), ("strict", "unproxied")] {
+        let addr = server.listener_addr(Ws, listener).unwrap();
+        let mut request = format!("ws://{addr}/mqtt").into_client_request().unwrap();
+        request.headers_mut().insert("x-forwarded-for", "6.6.6.6, 203.0.113.9".parse().unwrap());
+        let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        ws.send(Message::Binary(Connect::v5(id).encode().into())).await.unwrap();
+        assert_eq!(received(&mut ws).await.first(), Some(&0x20));
+    }
+    let seen = peers.0.lock().clone();
+    let proxied = seen.iter().find(|(id, _)| id == "proxied").unwrap().1;
+    assert_eq!(proxied, "203.0.113.9:0".parse().unwrap(), "the rightmost untrusted entry is the client");
+    let unproxied = seen.iter().find(|(id, _)| id == "unproxied").unwrap().1;
+    assert_eq!(unproxied.ip().to_string(), "127.0.0.1", "an untrusted peer's header is ignored");
+    assert_ne!(unproxied.port(), 0);
     server.shutdown().await;
 }

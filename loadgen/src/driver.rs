@@ -1,32 +1,46 @@
-//! One client on tokio: a task that owns a socket and a [`Session`].
+//! One client on tokio: a task that owns a connection and a [`Session`].
 //!
 //! Memory per idle connection is what matters at 18,000 connections per
 //! process, so a client keeps no read or write buffer of its own: bytes are
 //! read into and written from per-thread scratch buffers inside one
-//! synchronous step, and only what the kernel would not take, or a packet cut
-//! in half, is copied into the client's own (normally empty) buffers. There
-//! is one task per connection and no task per message.
+//! synchronous step, and only what the transport would not take, or a packet
+//! cut in half, is copied into the client's own (normally empty) buffers.
+//! There is one task per connection and no task per message.
+//!
+//! The task is generic over the [`Transport`]: each kind gets its own
+//! instance, so a TCP client holds a bare `TcpStream` and its task is no
+//! bigger for the other kinds existing. I/O goes through `AsyncRead` /
+//! `AsyncWrite` polled inside a synchronous step: reads with the task's waker,
+//! writes first with a no-op waker (outside any poll), and when a transport
+//! does not take everything the rest waits in `pending_out` until the task's
+//! next poll registers its waker for writing.
 
 use std::cell::RefCell;
+use std::future::poll_fn;
 use std::io;
-use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, BytesMut};
 use bytestring::ByteString;
 use mqtt_codec::{Decoder, QoS};
-use tokio::io::Interest;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
+use tokio_rustls::client::TlsStream;
+use tokio_util::io::poll_read_buf;
 
 use crate::engine::{Command, GroupShared, PublishSpec, RunShared};
 use crate::payload::{Header, publisher_key};
 use crate::session::{Message, Session, Signal};
 use crate::stats::Stats;
 use crate::template::Vars;
+use crate::transport::quic::QuicStream;
+use crate::transport::ws::WsStream;
+use crate::transport::{Transport, TransportKind};
 
 /// Largest packet accepted from the broker.
 const PACKET_SIZE_MAX: u32 = 16 << 20;
@@ -55,31 +69,53 @@ struct Publishing {
     sequence: u64,
 }
 
-struct Conn {
-    stream: TcpStream,
+struct Conn<S> {
+    stream: S,
     session: Session,
     decoder: Decoder,
     /// Part of a packet left over from the last read.
     partial_in: BytesMut,
-    /// Bytes the kernel did not take yet.
+    /// Bytes the transport did not take yet.
     pending_out: BytesMut,
+    /// The transport took bytes it may still hold (TLS records, WebSocket
+    /// frames) until flushed; plain TCP never does.
+    flush_owed: bool,
     last_sent: Instant,
     connack: Option<u8>,
     closed_by_broker: bool,
     subacks_owed: u32,
 }
 
+/// Starts client `number` of `group` as a task over the run's transport.
+pub fn spawn_client(run: Arc<RunShared>, group: Arc<GroupShared>, number: u64, slot: u64) {
+    // One instance of the client per transport, chosen once here rather than
+    // by a branch (or a box) inside every client.
+    match run.dialer.kind() {
+        TransportKind::Tcp => drop(tokio::spawn(run_client::<TcpStream>(run, group, number, slot))),
+        TransportKind::Tls => drop(tokio::spawn(run_client::<TlsStream<TcpStream>>(run, group, number, slot))),
+        TransportKind::Ws => drop(tokio::spawn(run_client::<WsStream<TcpStream>>(run, group, number, slot))),
+        TransportKind::Wss => {
+            drop(tokio::spawn(run_client::<WsStream<TlsStream<TcpStream>>>(run, group, number, slot)));
+        }
+        TransportKind::Quic => drop(tokio::spawn(run_client::<QuicStream>(run, group, number, slot))),
+    }
+}
+
 /// Runs client `number` of `group` until it is told to disconnect or its
 /// connection ends. `slot` is its position among this process's clients of
 /// the group, used to spread publish schedules over the interval.
-pub async fn run_client(run: Arc<RunShared>, group: Arc<GroupShared>, number: u64, slot: u64) {
+pub async fn run_client<S: Transport>(run: Arc<RunShared>, group: Arc<GroupShared>, number: u64, slot: u64) {
     let stats = &run.stats;
     let client_id = ByteString::from(format!("{}{number}", group.prefix));
     // Boxed: the connect future is large and lives only while connecting, so it stays out of the
     // task's steady-state size (what every idle connection pays).
-    let mut conn = match Box::pin(connect(&run, &group, number, &client_id)).await {
+    let mut conn = match Box::pin(connect::<S>(&run, &group, number, &client_id)).await {
         Ok(conn) => conn,
-        Err(_) => {
+        Err(error) => {
+            // The first reason is shown (a wrong CA or server name fails every client alike); the rest are counted.
+            if !run.connect_failure_shown.swap(true, Relaxed) {
+                crate::remote::log(&format!("loadgen: client {number} could not connect: {error}"));
+            }
             Stats::inc(&stats.counters.connects_failed);
             group.settled.fetch_add(1, Relaxed);
             return;
@@ -93,7 +129,7 @@ pub async fn run_client(run: Arc<RunShared>, group: Arc<GroupShared>, number: u6
     let told_to_leave = serve(&run, &group, &mut conn, &client_id, number, slot).await;
     if told_to_leave {
         let _ = conn.write_with(|s, out| s.disconnect(out).map_err(|e| format!("{e:?}")));
-        let _ = tokio::time::timeout(Duration::from_secs(1), conn.drain()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), conn.drain_and_close()).await;
     } else {
         Stats::inc(&stats.counters.disconnects);
     }
@@ -101,7 +137,12 @@ pub async fn run_client(run: Arc<RunShared>, group: Arc<GroupShared>, number: u6
     group.connected.fetch_sub(1, Relaxed);
 }
 
-async fn connect(run: &RunShared, group: &GroupShared, number: u64, client_id: &ByteString) -> Result<Conn, String> {
+async fn connect<S: Transport>(
+    run: &RunShared,
+    group: &GroupShared,
+    number: u64,
+    client_id: &ByteString,
+) -> Result<Conn<S>, String> {
     let mut attempt = 0;
     loop {
         let result = tokio::time::timeout(run.connect_timeout, connect_once(run, group, number, client_id)).await;
@@ -119,20 +160,13 @@ async fn connect(run: &RunShared, group: &GroupShared, number: u64, client_id: &
     }
 }
 
-async fn connect_once(
+async fn connect_once<S: Transport>(
     run: &RunShared,
     group: &GroupShared,
     number: u64,
     client_id: &ByteString,
-) -> Result<Conn, String> {
-    let target: SocketAddr = run.targets[(number % run.targets.len() as u64) as usize];
-    let socket = if target.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(|e| e.to_string())?;
-    if !run.sources.is_empty() {
-        let source = run.sources[(number % run.sources.len() as u64) as usize];
-        socket.bind(SocketAddr::new(source, 0)).map_err(|e| format!("bind {source}: {e}"))?;
-    }
-    let stream = socket.connect(target).await.map_err(|e| format!("connect {target}: {e}"))?;
-    let _ = stream.set_nodelay(true);
+) -> Result<Conn<S>, String> {
+    let stream = S::open(&run.dialer, number).await?;
     let version = group.connect.version;
     let shard = number as usize;
     let mut conn = Conn {
@@ -141,6 +175,7 @@ async fn connect_once(
         decoder: Decoder::with_version(version, PACKET_SIZE_MAX),
         partial_in: BytesMut::new(),
         pending_out: BytesMut::new(),
+        flush_owed: false,
         last_sent: Instant::now(),
         connack: None,
         closed_by_broker: false,
@@ -148,8 +183,7 @@ async fn connect_once(
     };
     conn.write_with(|s, out| s.connect(client_id, &group.connect, out).map_err(|e| format!("{e:?}")))?;
     while conn.connack.is_none() {
-        conn.stream.readable().await.map_err(|e| e.to_string())?;
-        conn.on_readable(&run.stats, group)?;
+        poll_fn(|cx| conn.poll_io(cx, &run.stats, group)).await?;
         if conn.closed_by_broker {
             return Err("closed before CONNACK".into());
         }
@@ -162,10 +196,10 @@ async fn connect_once(
 }
 
 /// The connected life of a client; true when it ends because it was told to disconnect.
-async fn serve(
+async fn serve<S: Transport>(
     run: &RunShared,
     group: &GroupShared,
-    conn: &mut Conn,
+    conn: &mut Conn<S>,
     client_id: &ByteString,
     number: u64,
     slot: u64,
@@ -225,16 +259,10 @@ async fn serve(
                 }
                 command = Some(commands.borrow_and_update().clone());
             }
-            // One readiness future for both directions: every idle connection pays for each
-            // future held in this select!, so there is one, not a readable and a writable one.
-            ready = conn.stream.ready(if conn.pending_out.is_empty() { Interest::READABLE } else { Interest::READABLE | Interest::WRITABLE }) => {
-                let Ok(ready) = ready else { return false };
-                if ready.is_writable() && conn.flush_pending().is_err() {
-                    return false;
-                }
-                if (ready.is_readable() || ready.is_read_closed())
-                    && (conn.on_readable(&run.stats, group).is_err() || conn.closed_by_broker)
-                {
+            // One future for both directions, and a small one (references only): every idle
+            // connection pays for each future held in this select!.
+            io = poll_fn(|cx| conn.poll_io(cx, &run.stats, group)) => {
+                if io.is_err() || conn.closed_by_broker {
                     return false;
                 }
             }
@@ -286,9 +314,9 @@ fn start_publishing(
 }
 
 /// Sends every message that is due; false when the client reached its limit.
-fn publish_due(
+fn publish_due<S: Transport>(
     run: &RunShared,
-    conn: &mut Conn,
+    conn: &mut Conn<S>,
     p: &mut Publishing,
     number: u64,
     client_id: &ByteString,
@@ -331,9 +359,9 @@ fn publish_due(
     Ok(spec.limit.is_none_or(|limit| p.sequence < limit))
 }
 
-impl Conn {
+impl<S: Transport> Conn<S> {
     /// Encodes with `f` into the thread's scratch buffer and sends it, keeping
-    /// whatever the kernel does not take.
+    /// whatever the transport does not take.
     fn write_with(&mut self, f: impl FnOnce(&mut Session, &mut BytesMut) -> Result<(), String>) -> Result<(), String> {
         WRITE_SCRATCH.with_borrow_mut(|out| {
             out.clear();
@@ -342,103 +370,149 @@ impl Conn {
         })
     }
 
+    /// Writes `out` now as far as the transport takes it; called outside any
+    /// poll, so with a no-op waker: what is left is polled with the task's
+    /// waker by [`Self::poll_io`] on the task's next turn.
     fn send(&mut self, out: &mut BytesMut) -> io::Result<()> {
         if out.is_empty() {
             return Ok(());
         }
         self.last_sent = Instant::now();
+        self.flush_owed = true;
+        let mut cx = Context::from_waker(Waker::noop());
         if !self.pending_out.is_empty() {
             self.pending_out.extend_from_slice(out);
             out.clear();
-            return Ok(());
-        }
-        while !out.is_empty() {
-            match self.stream.try_write(out) {
-                Ok(n) => out.advance(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.pending_out.extend_from_slice(out);
-                    out.clear();
+        } else {
+            while !out.is_empty() {
+                match Pin::new(&mut self.stream).poll_write(&mut cx, out) {
+                    Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                    Poll::Ready(Ok(n)) => out.advance(n),
+                    Poll::Ready(Err(e)) => return Err(e),
+                    Poll::Pending => {
+                        self.pending_out.extend_from_slice(out);
+                        out.clear();
+                    }
                 }
-                Err(e) => return Err(e),
             }
         }
-        Ok(())
-    }
-
-    fn flush_pending(&mut self) -> io::Result<()> {
-        while !self.pending_out.is_empty() {
-            match self.stream.try_write(&self.pending_out) {
-                Ok(n) => self.pending_out.advance(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) => return Err(e),
-            }
-        }
-        // Give back a buffer that grew under a burst; an idle client keeps none.
-        self.pending_out = BytesMut::new();
-        Ok(())
-    }
-
-    async fn drain(&mut self) {
-        while !self.pending_out.is_empty() {
-            if self.stream.writable().await.is_err() || self.flush_pending().is_err() {
-                return;
-            }
+        match self.poll_out(&mut cx) {
+            Poll::Ready(Err(e)) => Err(e),
+            Poll::Ready(Ok(())) | Poll::Pending => Ok(()),
         }
     }
 
-    /// Reads what the socket has, handles every whole packet, and sends the responses.
-    fn on_readable(&mut self, stats: &Stats, group: &GroupShared) -> Result<(), String> {
+    /// Writes what is pending, then flushes; ready when the transport holds nothing of ours.
+    fn poll_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.pending_out.is_empty() {
+            while !self.pending_out.is_empty() {
+                match Pin::new(&mut self.stream).poll_write(cx, &self.pending_out) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                    Poll::Ready(Ok(n)) => self.pending_out.advance(n),
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            // Give back a buffer that grew under a burst; an idle client keeps none.
+            self.pending_out = BytesMut::new();
+        }
+        if self.flush_owed {
+            match Pin::new(&mut self.stream).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.flush_owed = false,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Sends what is pending, then ends the connection the transport's way.
+    async fn drain_and_close(&mut self) {
+        if poll_fn(|cx| self.poll_out(cx)).await.is_ok() {
+            self.stream.close().await;
+        }
+    }
+
+    /// Moves pending output on, then reads what the transport has and handles
+    /// every whole packet. Ready when something was read (or the stream
+    /// ended, or failed); pending, with the waker registered, when there was nothing.
+    fn poll_io(&mut self, cx: &mut Context<'_>, stats: &Stats, group: &GroupShared) -> Poll<Result<(), String>> {
+        if (!self.pending_out.is_empty() || self.flush_owed)
+            && let Poll::Ready(Err(e)) = self.poll_out(cx)
+        {
+            return Poll::Ready(Err(e.to_string()));
+        }
         READ_SCRATCH.with_borrow_mut(|input| {
             input.clear();
-            if !self.partial_in.is_empty() {
+            let had_partial = !self.partial_in.is_empty();
+            if had_partial {
                 input.extend_from_slice(&self.partial_in);
                 self.partial_in = BytesMut::new();
             }
             let mut eof = false;
+            let mut read = false;
             while input.len() < READ_BATCH_MAX {
                 input.reserve(64 << 10);
-                match self.stream.try_read_buf(input) {
-                    Ok(0) => {
+                match poll_read_buf(Pin::new(&mut self.stream), cx, input) {
+                    Poll::Ready(Ok(0)) => {
                         eof = true;
                         break;
                     }
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => return Err(e.to_string()),
+                    Poll::Ready(Ok(_)) => read = true,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e.to_string())),
+                    Poll::Pending => break,
                 }
             }
-            let now = unix_ns();
-            let result = WRITE_SCRATCH.with_borrow_mut(|out| {
-                out.clear();
-                let mut outcome = Ok(());
-                loop {
-                    match self.decoder.decode(input) {
-                        Ok(Some(packet)) => match self.session.handle(packet, now, stats, out) {
-                            Ok(signal) => self.on_signal(signal, stats, group),
-                            Err(e) => {
-                                outcome = Err(e);
-                                break;
-                            }
-                        },
-                        Ok(None) => break,
+            if !read && !eof {
+                if had_partial {
+                    self.partial_in = BytesMut::from(&input[..]);
+                    input.clear();
+                }
+                return Poll::Pending;
+            }
+            Poll::Ready(self.handle_input(input, eof, stats, group))
+        })
+    }
+
+    /// Handles every whole packet in `input` and sends the responses; keeps a cut packet.
+    fn handle_input(
+        &mut self,
+        input: &mut BytesMut,
+        eof: bool,
+        stats: &Stats,
+        group: &GroupShared,
+    ) -> Result<(), String> {
+        let now = unix_ns();
+        let result = WRITE_SCRATCH.with_borrow_mut(|out| {
+            out.clear();
+            let mut outcome = Ok(());
+            loop {
+                match self.decoder.decode(input) {
+                    Ok(Some(packet)) => match self.session.handle(packet, now, stats, out) {
+                        Ok(signal) => self.on_signal(signal, stats, group),
                         Err(e) => {
-                            outcome = Err(format!("malformed packet from the broker: {e:?}"));
+                            outcome = Err(e);
                             break;
                         }
+                    },
+                    Ok(None) => break,
+                    Err(e) => {
+                        outcome = Err(format!("malformed packet from the broker: {e:?}"));
+                        break;
                     }
                 }
-                self.send(out).map_err(|e| e.to_string())?;
-                outcome
-            });
-            if !input.is_empty() {
-                self.partial_in = BytesMut::from(&input[..]);
-                input.clear();
             }
-            if eof {
-                self.closed_by_broker = true;
-            }
-            result
-        })
+            self.send(out).map_err(|e| e.to_string())?;
+            outcome
+        });
+        if !input.is_empty() {
+            self.partial_in = BytesMut::from(&input[..]);
+            input.clear();
+        }
+        if eof {
+            self.closed_by_broker = true;
+        }
+        result
     }
 
     fn on_signal(&mut self, signal: Signal, stats: &Stats, group: &GroupShared) {
@@ -468,7 +542,7 @@ mod tests {
     fn an_idle_client_task_stays_under_1100_bytes() {
         let run = std::sync::Arc::new(crate::engine::RunShared::for_test());
         let group = std::sync::Arc::new(crate::engine::GroupShared::for_test());
-        let client = super::run_client(run, group, 0, 0);
+        let client = super::run_client::<tokio::net::TcpStream>(run, group, 0, 0);
         let size = std::mem::size_of_val(&client);
         assert!(size < 1100, "run_client's future is {size} bytes");
     }

@@ -3,9 +3,8 @@
 //! agent finished the previous phase for a coordinated one), and a sample of
 //! the counters every second.
 
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,11 +16,12 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::driver::{run_client, unix_ns};
+use crate::driver::{spawn_client, unix_ns};
 use crate::scenario::{Phase, Scenario, parse_duration};
 use crate::session::{ConnectOptions, protocol_version};
 use crate::stats::{LatencySummary, Sample, Stats, encode_histogram, new_histogram};
 use crate::template::Template;
+use crate::transport::Dialer;
 
 /// How long a subscribe phase waits for its SUBACKs.
 const SUBACK_WAIT_MAX: Duration = Duration::from_secs(60);
@@ -33,10 +33,12 @@ const POLL: Duration = Duration::from_millis(20);
 #[derive(Debug)]
 pub struct RunShared {
     pub stats: Stats,
-    pub targets: Vec<SocketAddr>,
-    pub sources: Vec<IpAddr>,
+    /// Targets, source addresses and the transport's shared state.
+    pub dialer: Dialer,
     pub connect_timeout: Duration,
     pub connect_retries: u32,
+    /// Whether a connect failure's reason was printed already (once per run).
+    pub connect_failure_shown: AtomicBool,
     rng: Mutex<StdRng>,
 }
 
@@ -124,27 +126,6 @@ pub struct PhaseReport {
     pub done: u64,
 }
 
-/// Resolves the scenario's targets.
-pub fn resolve_targets(scenario: &Scenario) -> Result<Vec<SocketAddr>, String> {
-    scenario
-        .target
-        .hosts
-        .iter()
-        .map(|h| {
-            let with_port = if h.contains(':') && !h.starts_with('[') && h.matches(':').count() == 1 {
-                h.clone()
-            } else {
-                format!("{h}:{}", scenario.target.port)
-            };
-            with_port
-                .to_socket_addrs()
-                .map_err(|e| format!("host {h:?}: {e}"))?
-                .next()
-                .ok_or_else(|| format!("host {h:?} has no address"))
-        })
-        .collect()
-}
-
 /// Runs `scenario` (this process's slice). Phase i starts when `go` yields i.
 /// `stop` ends the run early (Ctrl-C): the current phase is cut short and the
 /// clients disconnect.
@@ -158,10 +139,10 @@ pub async fn run(
     let version = protocol_version(scenario.target.version).ok_or("protocol version must be 3, 4 or 5")?;
     let run = Arc::new(RunShared {
         stats: Stats::default(),
-        targets: resolve_targets(&scenario)?,
-        sources: scenario.target.ifaddr.clone(),
+        dialer: Dialer::new(&scenario.target)?,
         connect_timeout: Duration::from_millis(scenario.target.connect_timeout_ms),
         connect_retries: scenario.target.connect_retries,
+        connect_failure_shown: AtomicBool::new(false),
         rng: Mutex::new(StdRng::seed_from_u64(unix_ns())),
     });
     let groups: Vec<Arc<GroupShared>> = scenario
@@ -267,7 +248,7 @@ async fn run_phase(
                 if stopped || *stop.borrow() {
                     break;
                 }
-                tokio::spawn(run_client(run.clone(), g.clone(), g.start + slot, slot));
+                spawn_client(run.clone(), g.clone(), g.start + slot, slot);
             }
             if *wait {
                 let settled = || g.settled.load(Relaxed) >= g.count;
@@ -424,10 +405,10 @@ impl RunShared {
     pub fn for_test() -> Self {
         Self {
             stats: Stats::default(),
-            targets: vec![SocketAddr::from(([127, 0, 0, 1], 1883))],
-            sources: Vec::new(),
+            dialer: Dialer::for_test(),
             connect_timeout: Duration::from_secs(1),
             connect_retries: 0,
+            connect_failure_shown: AtomicBool::new(false),
             rng: Mutex::new(StdRng::seed_from_u64(1)),
         }
     }

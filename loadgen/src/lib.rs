@@ -6,6 +6,9 @@
 //! - [`payload`]: the header each message carries (publisher, sequence, scheduled time)
 //!   and the receiver's sequence check.
 //! - [`stats`]: counters and latency histograms, sampled each second.
+//! - [`transport`]: TCP, TLS, WebSocket and QUIC connections, and the
+//!   per-run state they share (TLS configuration, QUIC endpoints).
+//! - [`driver`]: one client task per connection, generic over the transport.
 //! - [`result`]: the JSON a run writes.
 //! - [`report`]: Markdown and SVG plots from result files.
 
@@ -21,3 +24,4 @@ pub mod scenario;
 pub mod session;
 pub mod stats;
 pub mod template;
+pub mod transport;

@@ -12,6 +12,7 @@ use loadgen::collect::{RunOptions, run_local};
 use loadgen::remote;
 use loadgen::result::RunResult;
 use loadgen::scenario::{Group, Phase, Scenario, Target};
+use loadgen::transport::TransportKind;
 
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", version, about = "MQTT load generator: open-loop publishing, latency percentiles, agents")]
@@ -159,6 +160,33 @@ struct ConnArgs {
     /// Further connect attempts per client after a failure, 1 s apart.
     #[arg(long, default_value_t = 0)]
     retries: u32,
+    /// MQTT over TLS (with --ws: WebSocket over TLS). Needs --cacertfile or --insecure.
+    #[arg(short = 'S', long = "ssl", visible_alias = "tls")]
+    ssl: bool,
+    /// PEM file of the CA that signed the broker's certificate (TLS, WSS, QUIC).
+    #[arg(long)]
+    cacertfile: Option<PathBuf>,
+    /// Client certificate chain (PEM) for mutual TLS, with --keyfile.
+    #[arg(long)]
+    certfile: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long)]
+    keyfile: Option<PathBuf>,
+    /// INSECURE: accept any broker certificate (encrypted but not authenticated); for test brokers only.
+    #[arg(long)]
+    insecure: bool,
+    /// The name the broker's certificate must carry, sent as SNI (default: the host).
+    #[arg(long)]
+    server_name: Option<String>,
+    /// MQTT over WebSocket (subprotocol mqtt); with --ssl over TLS.
+    #[arg(long)]
+    ws: bool,
+    /// The HTTP path of the WebSocket upgrade.
+    #[arg(long, default_value = "/mqtt")]
+    ws_path: String,
+    /// MQTT over QUIC (ALPN mqtt, one stream per connection, TLS 1.3). Needs --cacertfile or --insecure.
+    #[arg(long, conflicts_with = "ws")]
+    quic: bool,
 }
 
 #[derive(Debug, Args)]
@@ -198,6 +226,13 @@ impl ConnArgs {
                 ifaddr: self.ifaddr.clone(),
                 connect_timeout_ms: 10_000,
                 connect_retries: self.retries,
+                transport: self.transport(),
+                cacertfile: self.cacertfile.clone(),
+                insecure: self.insecure,
+                certfile: self.certfile.clone(),
+                keyfile: self.keyfile.clone(),
+                server_name: self.server_name.clone(),
+                ws_path: self.ws_path.clone(),
             },
             groups: vec![Group {
                 name: group.into(),
@@ -206,6 +241,17 @@ impl ConnArgs {
                 prefix: self.prefix.clone(),
             }],
             phases,
+        }
+    }
+
+    /// emqtt-bench's flags: `--quic`, or `--ws` and `--ssl` combined.
+    fn transport(&self) -> TransportKind {
+        match (self.quic, self.ws, self.ssl) {
+            (true, _, _) => TransportKind::Quic,
+            (false, true, true) => TransportKind::Wss,
+            (false, true, false) => TransportKind::Ws,
+            (false, false, true) => TransportKind::Tls,
+            (false, false, false) => TransportKind::Tcp,
         }
     }
 

@@ -5,11 +5,13 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::template::Template;
+use crate::transport::TransportKind;
 
 /// No more connections than this from one source address to one target
 /// address: the kernel has about 64k ports per (source, destination) pair and
@@ -29,6 +31,21 @@ pub struct Scenario {
     pub phases: Vec<Phase>,
 }
 
+/// `[target]`: where the clients connect and how.
+///
+/// Transport keys (the certificate paths are read where the clients run: on
+/// each agent in a coordinated run):
+/// - `transport`: `"tcp"` (default), `"tls"`, `"ws"` (WebSocket), `"wss"`
+///   (WebSocket over TLS) or `"quic"` (ALPN `mqtt`, one stream per connection).
+/// - `cacertfile`: PEM file of the CA that signed the broker's certificate
+///   (tls, wss, quic); default none, and then `insecure` must be set.
+/// - `insecure`: accept any broker certificate (default false); the traffic is
+///   encrypted but the broker unauthenticated: for test brokers only.
+/// - `certfile`, `keyfile`: PEM client certificate chain and its key, for
+///   brokers that require mutual TLS; default none.
+/// - `server_name`: the name the broker's certificate must carry, sent as SNI;
+///   default: each host as written in `hosts`.
+/// - `ws_path`: the HTTP path of the WebSocket upgrade (ws, wss); default `/mqtt`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
@@ -59,6 +76,61 @@ pub struct Target {
     /// Further attempts after a failed connect (1 s apart).
     #[serde(default)]
     pub connect_retries: u32,
+    #[serde(default)]
+    pub transport: TransportKind,
+    #[serde(default)]
+    pub cacertfile: Option<PathBuf>,
+    #[serde(default)]
+    pub insecure: bool,
+    #[serde(default)]
+    pub certfile: Option<PathBuf>,
+    #[serde(default)]
+    pub keyfile: Option<PathBuf>,
+    #[serde(default)]
+    pub server_name: Option<String>,
+    #[serde(default = "default_ws_path")]
+    pub ws_path: String,
+}
+
+impl Target {
+    /// Checks that the transport keys fit together; errors name the keys.
+    fn validate_transport(&self) -> Result<(), String> {
+        let kind = self.transport;
+        if !kind.uses_tls() {
+            let tls_only = [
+                ("cacertfile", self.cacertfile.is_some()),
+                ("insecure", self.insecure),
+                ("certfile", self.certfile.is_some()),
+                ("keyfile", self.keyfile.is_some()),
+                ("server_name", self.server_name.is_some()),
+            ];
+            if let Some((key, _)) = tls_only.iter().find(|(_, set)| *set) {
+                return Err(format!(
+                    "target.{key} is set but target.transport {:?} does not use TLS (use \"tls\", \"wss\" or \"quic\")",
+                    kind.name()
+                ));
+            }
+        } else {
+            match (&self.cacertfile, self.insecure) {
+                (Some(_), true) => return Err("target.insecure and target.cacertfile exclude each other".into()),
+                (None, false) => {
+                    return Err(format!(
+                        "target.transport {:?} needs target.cacertfile (--cacertfile: the CA that signed the broker's \
+                         certificate) or target.insecure = true (--insecure: no verification)",
+                        kind.name()
+                    ));
+                }
+                _ => {}
+            }
+            if self.certfile.is_some() != self.keyfile.is_some() {
+                return Err("target.certfile and target.keyfile go together (--certfile, --keyfile)".into());
+            }
+        }
+        if !self.ws_path.starts_with('/') {
+            return Err(format!("target.ws_path {:?} must start with '/'", self.ws_path));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -170,6 +242,9 @@ fn default_keep_alive() -> u16 {
 fn default_connect_timeout_ms() -> u64 {
     10_000
 }
+fn default_ws_path() -> String {
+    "/mqtt".into()
+}
 fn default_size() -> usize {
     256
 }
@@ -213,6 +288,7 @@ impl Scenario {
         if !matches!(self.target.version, 3..=5) {
             return Err(format!("target.version {} (use 3, 4 or 5)", self.target.version));
         }
+        self.target.validate_transport()?;
         if self.groups.len() > 256 {
             return Err("at most 256 groups".into());
         }
@@ -274,6 +350,9 @@ impl Scenario {
     /// Refuses a plan that puts more than [`CONNECTIONS_PER_SOURCE_MAX`]
     /// connections on one source address toward one target.
     pub fn check_source_ports(&self) -> Result<(), String> {
+        if !self.target.transport.uses_source_ports() {
+            return Ok(());
+        }
         let hosts = self.target.hosts.len() as u64;
         let sources = self.target.ifaddr.len().max(1) as u64;
         let mut per_pair: HashMap<(u64, u64), u64> = HashMap::new();
@@ -400,6 +479,32 @@ duration = "5s"
         Scenario::from_toml(&spread).expect("two sources carry 35k each");
         let two_targets = many.replace("hosts = [\"127.0.0.1\"]", "hosts = [\"127.0.0.1\", \"127.0.0.5\"]");
         Scenario::from_toml(&two_targets).expect("two targets carry 35k each");
+    }
+
+    #[test]
+    fn transport_keys_are_checked_and_errors_name_them() {
+        let with = |keys: &str| Scenario::from_toml(&P2P.replace("[target]\n", &format!("[target]\n{keys}\n")));
+        let s = with("").expect("tcp by default");
+        assert_eq!((s.target.transport, s.target.ws_path.as_str()), (TransportKind::Tcp, "/mqtt"));
+        let s = with("transport = \"wss\"\ncacertfile = \"ca.pem\"\nws_path = \"/ws\"").expect("wss with a CA");
+        assert_eq!(s.target.transport, TransportKind::Wss);
+        with("transport = \"quic\"\ninsecure = true").expect("quic, unverified");
+        with("transport = \"tls\"\ncacertfile = \"ca.pem\"\ncertfile = \"c.pem\"\nkeyfile = \"c.key\"").expect("mTLS");
+        let error = |keys: &str| with(keys).expect_err(keys);
+        assert!(error("transport = \"tls\"").contains("target.cacertfile"));
+        assert!(error("transport = \"tls\"\ninsecure = true\ncacertfile = \"ca.pem\"").contains("exclude"));
+        assert!(error("transport = \"tls\"\ninsecure = true\ncertfile = \"c.pem\"").contains("target.keyfile"));
+        assert!(error("cacertfile = \"ca.pem\"").contains("target.cacertfile is set"));
+        assert!(error("transport = \"ws\"\ninsecure = true").contains("target.insecure is set"));
+        assert!(error("transport = \"ws\"\nws_path = \"mqtt\"").contains("target.ws_path"));
+        assert!(error("transport = \"udp\"").starts_with("line "));
+    }
+
+    #[test]
+    fn quic_shares_one_port_per_source_so_the_port_limit_does_not_apply() {
+        let many = P2P.replace("count = 10\n[[group]]", "count = 70000\n[[group]]");
+        let quic = many.replace("[target]\n", "[target]\ntransport = \"quic\"\ninsecure = true\n");
+        Scenario::from_toml(&quic).expect("70,000 QUIC clients from one source");
     }
 
     #[test]

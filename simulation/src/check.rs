@@ -16,6 +16,15 @@
 //! - "Node X holds route (Y, F) throughout [t1, t2]": X's route table held
 //!   filter F for origin Y at every step of the simulation from t1 to t2
 //!   (recorded by the harness after each step, from `Server::cluster_status`).
+//! - A subscription whose filter is `$share/{group}/{F}` is a *member* of
+//!   that group; (a) and (c) judge direct subscriptions, `shared` judges groups.
+//!
+//! The checkers of the state at the end of a run (one live connection per
+//! client id, retained stores) are in `check/state.rs`; the group checker in
+//! `check/shared.rs`.
+
+mod shared;
+mod state;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -36,7 +45,7 @@ pub struct Violation {
 impl Violation {
     /// A violation of a promise the broker is known not to keep yet (ALGORITHM.md, "Checked properties").
     pub fn is_known_gap(&self) -> bool {
-        self.checker == ACKED_WHILE_DOWN
+        [ACKED_WHILE_DOWN, shared::GROUP_WHILE_DOWN, state::ONE_CONNECTION_PARTITIONED].contains(&self.checker)
     }
 }
 
@@ -65,6 +74,8 @@ pub const ORDER: &str = "per-publisher-order";
 pub const CONVERGENCE: &str = "routes-converge";
 /// Nothing the clients or the harness had to reject (malformed deliveries, panics, stopped hosts).
 pub const ANOMALY: &str = "no-anomaly";
+pub use shared::{GROUP_DELIVERED, GROUP_WHILE_DOWN};
+pub use state::{ONE_CONNECTION, ONE_CONNECTION_PARTITIONED, RETAINED_IDENTICAL, RETAINED_LAST_WRITE_WINS};
 
 #[derive(Debug)]
 struct Sub {
@@ -73,6 +84,15 @@ struct Sub {
     qos: u8,
     at: Millis,
     ended: Option<Millis>,
+    /// When its client connected to another node (keeping this connection).
+    moved: Option<Millis>,
+}
+
+impl Sub {
+    /// `(group, filter)` of a `$share/{group}/{filter}` subscription.
+    fn group(&self) -> Option<(&str, &str)> {
+        self.filter.strip_prefix("$share/")?.split_once('/')
+    }
 }
 
 #[derive(Debug)]
@@ -100,18 +120,30 @@ pub fn check(_scenario: &Scenario, records: &[Record]) -> Vec<Violation> {
     // (observer, peer) -> since when observer keeps no link to peer (believes it down), and past spans of that.
     let mut down_since: BTreeMap<(NodeIx, NodeIx), Millis> = BTreeMap::new();
     let mut down_spans: BTreeMap<(NodeIx, NodeIx), Vec<(Millis, Millis)>> = BTreeMap::new();
+    // The same, for "observer has no connected link to peer" (absent, or still dialling).
+    let mut unlinked_since: BTreeMap<(NodeIx, NodeIx), Millis> = BTreeMap::new();
+    let mut unlinked_spans: BTreeMap<(NodeIx, NodeIx), Vec<(Millis, Millis)>> = BTreeMap::new();
+    let mut end_state = state::EndState::default();
+    let mut crashes: Vec<(Millis, NodeIx)> = Vec::new();
     for Record { at, event } in records {
         let at = *at;
+        end_state.observe(at, event);
         match event {
             Event::Subscribed { sub, node, filter, qos } => {
-                subs.insert(*sub, Sub { node: *node, filter: filter.clone(), qos: *qos, at, ended: None });
+                subs.insert(*sub, Sub { node: *node, filter: filter.clone(), qos: *qos, at, ended: None, moved: None });
             }
             Event::SessionLost { sub } => {
                 if let Some(s) = subs.get_mut(sub) {
                     s.ended.get_or_insert(at);
                 }
             }
+            Event::Moved { sub, .. } => {
+                if let Some(s) = subs.get_mut(sub) {
+                    s.moved.get_or_insert(at);
+                }
+            }
             Event::Fault { fault: Fault::Crash(node) } => {
+                crashes.push((at, *node));
                 for s in subs.values_mut().filter(|s| s.node == *node) {
                     s.ended.get_or_insert(at);
                 }
@@ -156,6 +188,21 @@ pub fn check(_scenario: &Scenario, records: &[Record]) -> Vec<Violation> {
                 violations.push(Violation { checker: CONVERGENCE, detail: format!("at {at} ms: {detail}") })
             }
             Event::Members { observer, members } => {
+                let linked: BTreeSet<NodeIx> = members.iter().filter(|(_, up)| *up).map(|(m, _)| *m).collect();
+                for other in 0..MEMBERS_MAX {
+                    let key = (*observer, other);
+                    match (linked.contains(&other), unlinked_since.contains_key(&key)) {
+                        (false, false) => {
+                            unlinked_since.insert(key, at);
+                        }
+                        (true, true) => {
+                            if let Some(from) = unlinked_since.remove(&key) {
+                                unlinked_spans.entry(key).or_default().push((from, at));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
                 let now: BTreeSet<NodeIx> = members.iter().map(|(m, _)| *m).collect();
                 for other in 0..MEMBERS_MAX {
                     let key = (*observer, other);
@@ -172,7 +219,12 @@ pub fn check(_scenario: &Scenario, records: &[Record]) -> Vec<Violation> {
                     }
                 }
             }
-            Event::NodeStarted { .. } | Event::Fault { .. } | Event::Connected { .. } | Event::Disconnected { .. } => {}
+            Event::NodeStarted { .. }
+            | Event::Fault { .. }
+            | Event::Connected { .. }
+            | Event::Disconnected { .. }
+            | Event::LiveClients { .. }
+            | Event::RetainedStore { .. } => {}
         }
     }
     for (key, from) in open {
@@ -181,12 +233,18 @@ pub fn check(_scenario: &Scenario, records: &[Record]) -> Vec<Violation> {
     for (key, from) in down_since {
         down_spans.entry(key).or_default().push((from, Millis::MAX));
     }
+    for (key, from) in unlinked_since {
+        unlinked_spans.entry(key).or_default().push((from, Millis::MAX));
+    }
     if !converged && !violations.iter().any(|v| v.checker == CONVERGENCE) {
         violations.push(Violation { checker: CONVERGENCE, detail: format!("the run ended at {end} ms unconverged") });
     }
     acknowledged_reaches_subscriptions(&subs, &sent, &acked, &deliveries, &spans, &down_spans, &mut violations);
+    let facts = shared::Facts { subs: &subs, sent: &sent, acked: &acked, deliveries: &deliveries, spans: &spans };
+    shared::acknowledged_reaches_groups(&facts, &unlinked_spans, &crashes, &mut violations);
     qos2_at_most_once(&sent, &deliveries, &mut violations);
-    per_publisher_order(&sent, &deliveries, &mut violations);
+    per_publisher_order(&subs, &sent, &deliveries, &mut violations);
+    end_state.check(&sent, &acked, &mut violations);
     violations
 }
 
@@ -197,7 +255,13 @@ pub fn check(_scenario: &Scenario, records: &[Record]) -> Vec<Violation> {
 /// 3. S survives,
 /// 4. `node(S)` is M's node A, or A held route (`node(S)`, `filter(S)`)
 ///    throughout [`t_send`, `t_ack`] — so the route had reached A when M was
-///    routed there, whatever the moment of routing in that interval.
+///    routed there, whatever the moment of routing in that interval,
+/// 5. S is a direct subscription (not a shared group's member), and if its
+///    client moved to another node, M was acknowledged before the move (it
+///    was then in S's session, which either stays on the old node, whose
+///    connection the client keeps, or moves with the takeover; what
+///    reaches the old node after the move is the known gap of ALGORITHM.md,
+///    "Sessions across nodes").
 ///
 /// This is ALGORITHM.md's sync-forwarding guarantee, narrowed to what a
 /// history can show: it excuses a node's death (the subscription then does
@@ -222,6 +286,8 @@ fn acknowledged_reaches_subscriptions(
             let required = s.at <= m.at
                 && s.qos >= 1
                 && s.ended.is_none()
+                && s.group().is_none()
+                && s.moved.is_none_or(|moved| t_ack < moved)
                 && matches(&s.filter, &m.topic)
                 && (s.node == m.node || held_throughout(spans, m.node, s.node, &s.filter, m.at, t_ack));
             if required && !delivered.contains(&(*sub, publisher, seq)) {
@@ -251,7 +317,7 @@ fn acknowledged_reaches_subscriptions(
     }
 }
 
-fn held_throughout(
+pub(crate) fn held_throughout(
     spans: &RouteSpans,
     observer: NodeIx,
     origin: NodeIx,
@@ -291,17 +357,23 @@ fn qos2_at_most_once(
     }
 }
 
-/// (c) For every subscription, publisher and topic, the messages a
+/// (c) For every direct subscription, publisher and topic, the messages a
 /// subscription receives at QoS >= 1 arrive in the order the publisher sent
 /// them: each first receipt has a higher sequence number than every earlier
 /// one (repeats of a message already received are QoS 1 duplicates, and
-/// gaps are losses the other checkers judge).
+/// gaps are losses the other checkers judge). A shared group's member is
+/// not judged: a member that leaves hands its unacknowledged messages to
+/// another member, which may have received later ones already.
 fn per_publisher_order(
+    subs: &BTreeMap<SubId, Sub>,
     sent: &BTreeMap<(ClientIx, u64), Sent>,
     deliveries: &BTreeMap<SubId, Vec<(ClientIx, u64, String, u8)>>,
     violations: &mut Vec<Violation>,
 ) {
     for (sub, list) in deliveries {
+        if subs.get(sub).is_some_and(|s| s.group().is_some()) {
+            continue;
+        }
         let mut highest: BTreeMap<(ClientIx, &str), u64> = BTreeMap::new();
         let mut seen: BTreeSet<(ClientIx, u64)> = BTreeSet::new();
         for (p, seq, topic, qos) in list {

@@ -1,8 +1,10 @@
 //! The simulation's MQTT 5 clients, on `mqtt-codec` over turmoil TCP: a
 //! subscriber (one subscription, persistent or clean session, QoS 1/2
-//! receiver flows with QoS 2 duplicate suppression) and a publisher
-//! (numbered messages, a window of unacknowledged ones). Both reconnect to
-//! their node until the run ends and record what they see in the history.
+//! receiver flows with QoS 2 duplicate suppression; it may move to another
+//! node while its old connection stays open) and a publisher (numbered
+//! messages, a window of unacknowledged ones, optionally retained). Both
+//! reconnect to their node until the run ends and record what they see in
+//! the history.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -139,6 +141,9 @@ pub async fn subscriber(ctx: ClientCtx, client: ClientIx, spec: SubscriberSpec) 
     let id = format!("c{client}");
     sleep_ms(spec.start).await;
     let mut epoch = 0u32;
+    // The node it connects to: `spec.node`, then each move's.
+    let mut node = spec.node;
+    let mut moves = spec.moves.clone().into_iter().peekable();
     // The subscription of the current session, once its SUBACK arrived.
     let mut subscribed = false;
     // QoS 2 packet ids received and not yet released (client session state).
@@ -149,14 +154,14 @@ pub async fn subscriber(ctx: ClientCtx, client: ClientIx, spec: SubscriberSpec) 
         let clean = !spec.persistent;
         let expiry = if spec.persistent { 3600 } else { 0 };
         let connect = connect_packet(&id, clean, expiry, spec.receive_maximum);
-        let (mut conn, ack) = match Conn::open(ctx.nodes[spec.node], connect).await {
+        let (mut conn, ack) = match Conn::open(ctx.nodes[node], connect).await {
             Ok(c) => c,
             Err(_) => {
                 sleep_ms(RECONNECT_MS).await;
                 continue;
             }
         };
-        h.now(Event::Connected { client, node: spec.node, session_present: ack.session_present });
+        h.now(Event::Connected { client, node, session_present: ack.session_present });
         if !ack.session_present || !subscribed {
             if subscribed {
                 h.now(Event::SessionLost { sub: SubId { client, epoch } });
@@ -164,12 +169,12 @@ pub async fn subscriber(ctx: ClientCtx, client: ClientIx, spec: SubscriberSpec) 
             subscribed = false;
             awaiting_rel.clear();
             epoch += 1;
+            let options = SubscriptionOptions { qos: qos_of(spec.qos), ..SubscriptionOptions::default() };
+            let mut filters = vec![(ByteString::from(spec.filter.clone()), options)];
+            filters.extend((0..spec.extra_filters).map(|i| (ByteString::from(extra_filter(client, i)), options)));
             let subscribe = Subscribe {
                 packet_id: pid(1),
-                filters: vec![(
-                    ByteString::from(spec.filter.clone()),
-                    SubscriptionOptions { qos: qos_of(spec.qos), ..SubscriptionOptions::default() },
-                )],
+                filters,
                 properties: SubscribeProperties { subscription_identifier: Some(epoch), user_properties: Vec::new() },
             };
             if conn.send(&Packet::Subscribe(subscribe)).await.is_err() {
@@ -181,38 +186,47 @@ pub async fn subscriber(ctx: ClientCtx, client: ClientIx, spec: SubscriberSpec) 
             let next_ping = tokio::time::sleep(Duration::from_millis(u64::from(KEEP_ALIVE_SECS) * 500));
             let leave_at = churn.peek().copied().unwrap_or(Millis::MAX);
             let leave = tokio::time::sleep(Duration::from_millis(leave_at.saturating_sub(sim_now())));
+            let move_at = moves.peek().map_or(Millis::MAX, |m| m.0);
+            let moving = tokio::time::sleep(Duration::from_millis(move_at.saturating_sub(sim_now())));
             let packet = tokio::select! {
                 biased;
                 packet = conn.recv() => packet,
+                () = moving => break None,
                 () = next_ping => {
                     if sim_now().saturating_sub(last_heard) > SILENCE_MAX_MS {
-                        break "silent broker".to_string();
+                        break Some("silent broker".to_string());
                     }
                     if conn.send(&Packet::PingReq).await.is_err() {
-                        break "ping failed".to_string();
+                        break Some("ping failed".to_string());
                     }
                     continue;
                 }
                 () = leave => {
                     churn.next();
                     let _ = conn.send(&Packet::Disconnect(mqtt_codec::Disconnect::default())).await;
-                    break "churn: client disconnects".to_string();
+                    break Some("churn: client disconnects".to_string());
                 }
             };
             let packet = match packet {
                 Ok(p) => p,
-                Err(e) => break e.to_string(),
+                Err(e) => break Some(e.to_string()),
             };
             last_heard = sim_now();
             let reply = match packet {
                 Packet::SubAck(ack) => {
-                    match ack.reason_codes.first() {
-                        Some(code) if code.0 < 0x80 => {
+                    let refused = ack.reason_codes.iter().find(|code| code.0 >= 0x80);
+                    match (ack.reason_codes.first(), refused) {
+                        (Some(code), None) if ack.reason_codes.len() == 1 + spec.extra_filters => {
                             subscribed = true;
                             let sub = SubId { client, epoch };
-                            h.now(Event::Subscribed { sub, node: spec.node, filter: spec.filter.clone(), qos: code.0 });
+                            h.now(Event::Subscribed { sub, node, filter: spec.filter.clone(), qos: code.0 });
                         }
-                        other => h.now(Event::Anomaly { what: format!("c{client}: SUBACK {other:?}") }),
+                        (first, refused) => h.now(Event::Anomaly {
+                            what: format!(
+                                "c{client}: SUBACK of {} codes, first {first:?}, refused {refused:?}",
+                                ack.reason_codes.len()
+                            ),
+                        }),
                     }
                     None
                 }
@@ -221,14 +235,26 @@ pub async fn subscriber(ctx: ClientCtx, client: ClientIx, spec: SubscriberSpec) 
                     awaiting_rel.remove(&rel.packet_id.get());
                     Some(Packet::PubComp(PubResponse::new(rel.packet_id)))
                 }
-                Packet::Disconnect(d) => break format!("DISCONNECT {:?}", d.reason_code),
+                Packet::Disconnect(d) => break Some(format!("DISCONNECT {:?}", d.reason_code)),
                 _ => None,
             };
             if let Some(reply) = reply
                 && let Err(e) = conn.send(&reply).await
             {
-                break e.to_string();
+                break Some(e.to_string());
             }
+        };
+        let Some(why) = why else {
+            // A move: the old connection stays open (served by `linger`
+            // until the broker closes it), the new one subscribes anew.
+            let Some((_, to)) = moves.next() else { continue };
+            if subscribed {
+                h.now(Event::Moved { sub: SubId { client, epoch }, node: to });
+            }
+            subscribed = false;
+            drop(tokio::task::spawn_local(linger(h.clone(), client, node, conn, awaiting_rel.clone())));
+            node = to;
+            continue;
         };
         h.now(Event::Disconnected { client, why });
         if !spec.persistent && subscribed {
@@ -238,6 +264,51 @@ pub async fn subscriber(ctx: ClientCtx, client: ClientIx, spec: SubscriberSpec) 
         }
         sleep_ms(RECONNECT_MS).await;
     }
+}
+
+/// Serves a connection a subscriber moved away from: acknowledges what
+/// arrives on it (recorded as deliveries: it is the old session's) and pings,
+/// until the broker closes it (a takeover answers with DISCONNECT 0x8E).
+async fn linger(h: History, client: ClientIx, node: NodeIx, mut conn: Conn, mut awaiting_rel: BTreeSet<u16>) {
+    let mut last_heard = sim_now();
+    let why = loop {
+        let next_ping = tokio::time::sleep(Duration::from_millis(u64::from(KEEP_ALIVE_SECS) * 500));
+        let packet = tokio::select! {
+            biased;
+            packet = conn.recv() => packet,
+            () = next_ping => {
+                if sim_now().saturating_sub(last_heard) > SILENCE_MAX_MS {
+                    break "silent broker".to_string();
+                }
+                if conn.send(&Packet::PingReq).await.is_err() {
+                    break "ping failed".to_string();
+                }
+                continue;
+            }
+        };
+        last_heard = sim_now();
+        let reply = match packet {
+            Err(e) => break e.to_string(),
+            Ok(Packet::Publish(p)) => on_publish(&h, client, &mut awaiting_rel, p),
+            Ok(Packet::PubRel(rel)) => {
+                awaiting_rel.remove(&rel.packet_id.get());
+                Some(Packet::PubComp(PubResponse::new(rel.packet_id)))
+            }
+            Ok(Packet::Disconnect(d)) => break format!("DISCONNECT {:?}", d.reason_code),
+            Ok(_) => None,
+        };
+        if let Some(reply) = reply
+            && let Err(e) = conn.send(&reply).await
+        {
+            break e.to_string();
+        }
+    };
+    h.now(Event::Disconnected { client, why: format!("old connection to n{}: {why}", node + 1) });
+}
+
+/// The `i`-th of a subscriber's extra filters: nobody publishes there.
+fn extra_filter(client: ClientIx, i: usize) -> String {
+    if i % 3 == 2 { format!("x/c{client}/{i}/+") } else { format!("x/c{client}/{i}") }
 }
 
 /// Records a delivery and returns the acknowledgement to send.
@@ -330,13 +401,15 @@ pub async fn publisher(ctx: ClientCtx, client: ClientIx, spec: PublisherSpec) {
                     inflight.insert(next_packet_id, (seq, false));
                     next_publish = now + spec.interval;
                     h.now(Event::Sent { publisher: client, seq, topic: topic.clone(), qos: spec.qos, node: spec.node });
+                    // A retained publish with an empty payload clears the topic's retained message.
+                    let clears = spec.retain && seq.is_multiple_of(4);
                     Some(Packet::Publish(Publish {
                         dup: false,
                         qos: qos_of(spec.qos),
-                        retain: false,
+                        retain: spec.retain,
                         topic: ByteString::from(topic),
                         packet_id: Some(pid(next_packet_id)),
-                        payload: payload(client, seq),
+                        payload: if clears { Bytes::new() } else { payload(client, seq) },
                         properties: PublishProperties::default(),
                     }))
                 }

@@ -65,6 +65,12 @@ pub enum Event {
     SessionLost {
         sub: SubId,
     },
+    /// The subscriber of `sub` connects to `node` while its connection to
+    /// `sub`'s node stays open; it subscribes there anew (the next epoch).
+    Moved {
+        sub: SubId,
+        node: NodeIx,
+    },
     /// A publisher sent message `seq` (first transmission).
     Sent {
         publisher: ClientIx,
@@ -109,6 +115,18 @@ pub enum Event {
     NotConverged {
         detail: String,
     },
+    /// At the end of the run (after convergence): the client ids with a live
+    /// connection on `node`, from the broker.
+    LiveClients {
+        node: NodeIx,
+        clients: Vec<String>,
+    },
+    /// At the end of the run (after convergence): `node`'s winning retained
+    /// write per topic, `topic = payload @ stamp by writer` (payload `-`: cleared).
+    RetainedStore {
+        node: NodeIx,
+        entries: Vec<String>,
+    },
 }
 
 impl fmt::Display for Event {
@@ -124,6 +142,9 @@ impl fmt::Display for Event {
                 write!(f, "{sub} subscribed to {filter} at QoS {qos} on n{}", node + 1)
             }
             Event::SessionLost { sub } => write!(f, "{sub} lost its session"),
+            Event::Moved { sub, node } => {
+                write!(f, "{sub}'s client connects to n{} too (old connection kept)", node + 1)
+            }
             Event::Sent { publisher, seq, topic, qos, node } => {
                 write!(f, "c{publisher} sent #{seq} on {topic} at QoS {qos} to n{}", node + 1)
             }
@@ -144,6 +165,10 @@ impl fmt::Display for Event {
             }
             Event::Converged => write!(f, "converged: route tables equal, every link up"),
             Event::NotConverged { detail } => write!(f, "not converged: {detail}"),
+            Event::LiveClients { node, clients } => write!(f, "n{} has live [{}]", node + 1, clients.join(", ")),
+            Event::RetainedStore { node, entries } => {
+                write!(f, "n{} retains [{}]", node + 1, entries.join("; "))
+            }
         }
     }
 }

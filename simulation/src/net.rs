@@ -55,10 +55,21 @@ pub struct SimNetwork {
     pub reaper: Arc<Reaper>,
 }
 
+/// The wall clock of every node at simulated time 0, in Unix milliseconds
+/// (2023-11-14): a fixed value, not the machine's clock.
+pub const WALL_EPOCH_MS: u64 = 1_700_000_000_000;
+
 /// The runtime of a node: to be made inside its turmoil host, so that a
 /// crash drops everything it built.
+///
+/// Its wall clock reads `WALL_EPOCH_MS` plus the simulated time, on every
+/// node and after every restart: the retained writes' hybrid logical clock
+/// stamps (and so which write wins) depend on the seed alone. A clock read
+/// from the machine (`Clock::new`) would put the real time between two
+/// nodes' starts into their stamps.
 pub fn runtime(cuts: Arc<UdpCuts>, reaper: Arc<Reaper>) -> Runtime {
-    Runtime { network: Arc::new(SimNetwork { cuts, reaper }), spawner: Arc::new(HostSpawner), clock: Clock::new() }
+    let clock = Clock::with_wall_origin(WALL_EPOCH_MS + crate::history::sim_now());
+    Runtime { network: Arc::new(SimNetwork { cuts, reaper }), spawner: Arc::new(HostSpawner), clock }
 }
 
 type Slot = Arc<Mutex<Option<turmoil::net::TcpStream>>>;

@@ -134,12 +134,17 @@ fn simulate(scenario: &Scenario, history: &History) -> Millis {
         let reaper = Arc::clone(reaper);
         let restarts = Rc::new(Cell::new(0u32));
         let seed = scenario.seed;
+        let first_start = scenario.starts.get(node).copied().unwrap_or(0);
         sim.host(node_name(node), move || {
             let (servers, history, cuts, restarts, reaper) =
                 (Rc::clone(&servers), history.clone(), Arc::clone(&cuts), Rc::clone(&restarts), Arc::clone(&reaper));
             async move {
                 let restart = restarts.get();
                 restarts.set(restart + 1);
+                if restart == 0 && first_start > 0 {
+                    // A node that joins late: nothing of it exists before.
+                    tokio::time::sleep(Duration::from_millis(first_start)).await;
+                }
                 let ip = turmoil::lookup(node_name(node));
                 let config = node_config(node, ip, n, node_seed(seed, node, restart));
                 tokio::spawn(Arc::clone(&reaper).run());
@@ -206,7 +211,10 @@ fn simulate(scenario: &Scenario, history: &History) -> Millis {
         }
         if now >= scenario.healed_by && now % CONVERGE_POLL_MS == 0 {
             match converged_at {
-                Some(at) if now >= at + DRAIN_MS => return now,
+                Some(at) if now >= at + DRAIN_MS => {
+                    record_final_state(&servers, history, now);
+                    return now;
+                }
                 Some(_) => {}
                 None => match divergence(&servers, n) {
                     None => {
@@ -253,6 +261,37 @@ fn apply(sim: &mut turmoil::Sim<'_>, fault: &Fault, ips: &[IpAddr], cuts: &UdpCu
         }
         Fault::Restart(node) => sim.bounce(node_name(*node)),
         Fault::Latency { a, b, ms } => sim.set_link_latency(node_name(*a), node_name(*b), Duration::from_millis(*ms)),
+        Fault::OneWay { from, to } => {
+            sim.hold(node_name(*from), node_name(*to));
+            cuts.cut(ips[*from], ips[*to]);
+        }
+        Fault::Jitter { a, b, max_ms } => {
+            sim.set_link_latency(node_name(*a), node_name(*b), Duration::from_millis(1));
+            sim.set_link_max_message_latency(node_name(*a), node_name(*b), Duration::from_millis(*max_ms));
+        }
+    }
+}
+
+/// Records what the end-of-run checkers compare across nodes: the client
+/// ids each node holds a live connection for, and each node's retained writes.
+fn record_final_state(servers: &Servers, history: &History, now: Millis) {
+    for (&node, server) in servers.borrow().iter() {
+        history.record(now, Event::LiveClients { node, clients: server.connected_clients() });
+        if server.cluster_addr().is_none() {
+            continue;
+        }
+        let entries = server
+            .retained_writes()
+            .iter()
+            .map(|w| {
+                let payload = w
+                    .message
+                    .as_ref()
+                    .map_or_else(|| "-".to_string(), |m| String::from_utf8_lossy(&m.payload).into_owned());
+                format!("{} = {payload} @ {}.{} by {}", w.topic, w.stamp.wall_ms, w.stamp.counter, w.node)
+            })
+            .collect();
+        history.record(now, Event::RetainedStore { node, entries });
     }
 }
 

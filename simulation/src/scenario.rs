@@ -1,6 +1,10 @@
 //! Scenarios: a topology, a workload and a fault schedule, all drawn from
 //! one seed. Each named kind draws from its own ranges; `swarm` draws the
-//! kind of faults too.
+//! kind of faults too. The kinds added after the first four are drawn in
+//! `scenario/kinds.rs`; the first four keep their draws, so that a seed
+//! named in a regression test keeps meaning the same run.
+
+mod kinds;
 
 use std::fmt;
 
@@ -23,10 +27,47 @@ pub enum Kind {
     /// One to five nodes, any mix of partitions, one-way UDP cuts,
     /// crashes with restarts and latency.
     Swarm,
+    /// Three nodes; persistent clients reconnect to another node while
+    /// still connected to the first, some while the first is partitioned
+    /// from the cluster, some with the cluster whole.
+    Takeover,
+    /// Three nodes; a QoS 1 `$share` group with members on every node that
+    /// disconnect and come back, and a node crash, while messages flow.
+    Shared,
+    /// Three nodes; retained writes (sets and clears) to the same topics on
+    /// both sides of a partition, then the heal.
+    Retained,
+    /// Three nodes, each crashed and restarted in turn while traffic flows.
+    Rolling,
+    /// Three nodes; the third starts late, with a client holding hundreds of
+    /// subscriptions waiting for it.
+    LateJoin,
+    /// Three nodes; one or two one-way cuts between two nodes (each still
+    /// reaches the third).
+    OneWay,
+    /// Three nodes; links slow down (fixed latency) and jitter (latency
+    /// drawn per message, which reorders segments and datagrams on the wire).
+    Latency,
+    /// Three nodes; many subscribers disconnecting and reconnecting often
+    /// while publishers run, no network faults.
+    Churn,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Single, Kind::Partition, Kind::Crash, Kind::Swarm];
+    pub const ALL: [Kind; 12] = [
+        Kind::Single,
+        Kind::Partition,
+        Kind::Crash,
+        Kind::Swarm,
+        Kind::Takeover,
+        Kind::Shared,
+        Kind::Retained,
+        Kind::Rolling,
+        Kind::LateJoin,
+        Kind::OneWay,
+        Kind::Latency,
+        Kind::Churn,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -34,6 +75,14 @@ impl Kind {
             Kind::Partition => "partition",
             Kind::Crash => "crash",
             Kind::Swarm => "swarm",
+            Kind::Takeover => "takeover",
+            Kind::Shared => "shared",
+            Kind::Retained => "retained",
+            Kind::Rolling => "rolling",
+            Kind::LateJoin => "late-join",
+            Kind::OneWay => "one-way",
+            Kind::Latency => "latency",
+            Kind::Churn => "churn",
         }
     }
 
@@ -62,6 +111,17 @@ pub struct SubscriberSpec {
     pub start: Millis,
     /// Times at which the client disconnects of its own accord (then reconnects).
     pub churn: Vec<Millis>,
+    /// Times at which the client connects to another node while its
+    /// connection to the current one stays open (two devices with one client
+    /// id, or a client that gave up on a connection the broker still holds).
+    /// It subscribes anew there (next epoch) and keeps serving the old
+    /// connection until the broker closes it. Movers subscribe at QoS 1:
+    /// a client has one packet-id space, which two live sessions would share.
+    pub moves: Vec<(Millis, NodeIx)>,
+    /// Filters subscribed beside `filter` in the same SUBSCRIBE, on topics
+    /// nobody publishes (`x/c{client}/{i}`, every third one ending in `/+`):
+    /// routes in bulk.
+    pub extra_filters: usize,
 }
 
 /// A publisher: numbered messages at one QoS on a few topics, on one node.
@@ -75,6 +135,8 @@ pub struct PublisherSpec {
     pub window: u16,
     pub start: Millis,
     pub stop: Millis,
+    /// Publishes are retained writes; every fourth one clears (empty payload).
+    pub retain: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -98,6 +160,16 @@ pub enum Fault {
     Restart(NodeIx),
     /// Fixed latency between two nodes, in milliseconds.
     Latency { a: NodeIx, b: NodeIx, ms: u64 },
+    /// Datagrams from `from` to `to` dropped, and TCP between the two held
+    /// (both ways: turmoil holds a link, not a direction, and its
+    /// `partition_oneway` drops segments, which its TCP never retransmits;
+    /// a real TCP connection over a one-way cut stalls both ways anyway, as
+    /// acknowledgements stop). Both nodes still reach every other node.
+    OneWay { from: NodeIx, to: NodeIx },
+    /// Latency between two nodes drawn per message from 1 ms to `max_ms`:
+    /// datagrams arrive out of order, TCP segments too (turmoil's TCP puts
+    /// them back in order, as TCP does; it never loses one).
+    Jitter { a: NodeIx, b: NodeIx, max_ms: u64 },
 }
 
 impl fmt::Display for Fault {
@@ -110,6 +182,8 @@ impl fmt::Display for Fault {
             Fault::Crash(n) => write!(f, "crash n{}", n + 1),
             Fault::Restart(n) => write!(f, "restart n{}", n + 1),
             Fault::Latency { a, b, ms } => write!(f, "latency n{} <-> n{}: {ms} ms", a + 1, b + 1),
+            Fault::OneWay { from, to } => write!(f, "one-way cut n{} -> n{} (TCP held both ways)", from + 1, to + 1),
+            Fault::Jitter { a, b, max_ms } => write!(f, "jitter n{} <-> n{}: 1..{max_ms} ms", a + 1, b + 1),
         }
     }
 }
@@ -128,6 +202,8 @@ pub struct Scenario {
     pub workload_end: Millis,
     /// Every fault is healed (and every crashed node restarted) by this time.
     pub healed_by: Millis,
+    /// When each node first starts (0: at once); empty means all at once.
+    pub starts: Vec<Millis>,
 }
 
 const TOPICS: [&str; 3] = ["t/0", "t/1", "t/2"];
@@ -140,10 +216,13 @@ const FAULTS_END: Millis = 16_000;
 impl Scenario {
     pub fn generate(kind: Kind, seed: u64) -> Scenario {
         let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ kind as u64);
+        if !matches!(kind, Kind::Single | Kind::Partition | Kind::Crash | Kind::Swarm) {
+            return kinds::generate(kind, seed, &mut rng);
+        }
         let nodes = match kind {
             Kind::Single => 1,
-            Kind::Partition | Kind::Crash => 3,
             Kind::Swarm => rng.random_range(1..=5),
+            _ => 3,
         };
         let subscribers = rng.random_range(2..=5);
         let publishers = rng.random_range(1..=3);
@@ -165,6 +244,8 @@ impl Scenario {
                 receive_maximum: if rng.random_bool(0.5) { rng.random_range(1..=3) } else { 32 },
                 start: rng.random_range(200..1_500),
                 churn,
+                moves: Vec::new(),
+                extra_filters: 0,
             }));
         }
         for _ in 0..publishers {
@@ -179,6 +260,7 @@ impl Scenario {
                 window: rng.random_range(1..=4),
                 start: rng.random_range(3_000..4_000),
                 stop: WORKLOAD_END,
+                retain: false,
             }));
         }
         let count = rng.random_range(1..=2);
@@ -186,10 +268,10 @@ impl Scenario {
             Kind::Single => Vec::new(),
             Kind::Partition => partitions(&mut rng, nodes, count),
             Kind::Crash => crashes(&mut rng, nodes, count),
-            Kind::Swarm => swarm_faults(&mut rng, nodes),
+            _ => swarm_faults(&mut rng, nodes),
         };
         let healed_by = faults.iter().map(|(t, _)| *t).max().unwrap_or(0).max(WORKLOAD_END);
-        Scenario { kind, seed, nodes, clients, faults, workload_end: WORKLOAD_END, healed_by }
+        Scenario { kind, seed, nodes, clients, faults, workload_end: WORKLOAD_END, healed_by, starts: Vec::new() }
     }
 }
 

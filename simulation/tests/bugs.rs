@@ -3,7 +3,7 @@
 //! passes without the bug, so the failure is the bug's.
 
 use broker::buggify::Bug;
-use simulation::check::{ACKED_DELIVERED, CONVERGENCE, ORDER, QOS2_ONCE};
+use simulation::check::{ACKED_DELIVERED, CONVERGENCE, ONE_CONNECTION, ORDER, QOS2_ONCE, RETAINED_LAST_WRITE_WINS};
 use simulation::{Kind, Options, Scenario};
 
 fn caught(kind: Kind, seed: u64, bug: Bug, every: u64, checker: &str) {
@@ -37,4 +37,14 @@ fn a_reordered_session_queue_breaks_per_publisher_order() {
 #[test]
 fn routes_forgotten_on_reconnect_break_convergence() {
     caught(Kind::Partition, 0, Bug::ForgetRoutesOnReconnect, 1, CONVERGENCE);
+}
+
+#[test]
+fn a_takeover_that_keeps_the_old_session_breaks_one_connection_per_client_id() {
+    caught(Kind::Takeover, 0, Bug::KeepOldSessionOnTakeover, 1, ONE_CONNECTION);
+}
+
+#[test]
+fn retained_writes_applied_by_arrival_break_last_write_wins() {
+    caught(Kind::Retained, 4, Bug::RetainedIgnoreStamp, 1, RETAINED_LAST_WRITE_WINS);
 }

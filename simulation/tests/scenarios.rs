@@ -52,3 +52,43 @@ fn three_nodes_keep_every_promise_across_crashes_and_restarts() {
 fn swarm_runs_of_one_to_five_nodes_keep_every_promise() {
     check(Kind::Swarm, &[0, 1, 2, 4, 5, 6]);
 }
+
+#[test]
+fn sessions_taken_over_across_nodes_keep_every_promise_with_and_without_a_partition() {
+    check(Kind::Takeover, &[0, 1]);
+}
+
+#[test]
+fn a_shared_group_keeps_every_promise_while_members_leave_and_a_node_crashes() {
+    check(Kind::Shared, &[0, 1]);
+}
+
+#[test]
+fn retained_writes_on_both_sides_of_a_partition_converge_to_the_last_one() {
+    check(Kind::Retained, &[0, 1]);
+}
+
+#[test]
+fn a_rolling_restart_keeps_every_promise() {
+    check(Kind::Rolling, &[0]);
+}
+
+#[test]
+fn a_late_node_with_hundreds_of_subscriptions_converges() {
+    check(Kind::LateJoin, &[0]);
+}
+
+#[test]
+fn one_way_cuts_between_two_nodes_keep_every_promise() {
+    check(Kind::OneWay, &[0, 1]);
+}
+
+#[test]
+fn slow_and_jittery_links_keep_every_promise() {
+    check(Kind::Latency, &[0]);
+}
+
+#[test]
+fn subscribers_churning_while_messages_flow_keep_every_promise() {
+    check(Kind::Churn, &[0]);
+}

@@ -43,17 +43,19 @@ pub(crate) const AUTH: u8 = 15;
 pub struct Decoder {
     max_packet_size: u32,
     version: Option<ProtocolVersion>,
+    /// Most user properties one property block may hold; unlimited unless set.
+    max_user_properties: usize,
 }
 
 impl Decoder {
     /// A decoder that expects CONNECT first and learns the version from it.
     pub fn new(max_packet_size: u32) -> Self {
-        Self { max_packet_size, version: None }
+        Self { max_packet_size, version: None, max_user_properties: usize::MAX }
     }
 
     /// A decoder for a connection whose version is known.
     pub fn with_version(version: ProtocolVersion, max_packet_size: u32) -> Self {
-        Self { max_packet_size, version: Some(version) }
+        Self { max_packet_size, version: Some(version), max_user_properties: usize::MAX }
     }
 
     pub fn version(&self) -> Option<ProtocolVersion> {
@@ -70,6 +72,17 @@ impl Decoder {
 
     pub fn set_max_packet_size(&mut self, max_packet_size: u32) {
         self.max_packet_size = max_packet_size;
+    }
+
+    /// Caps the user properties of each property block: each costs far more
+    /// in memory than its five bytes on the wire. A packet beyond the cap is
+    /// rejected with reason 0x97 (Quota exceeded).
+    pub fn set_max_user_properties(&mut self, max: usize) {
+        self.max_user_properties = max;
+    }
+
+    pub fn max_user_properties(&self) -> usize {
+        self.max_user_properties
     }
 
     /// Decodes the next whole packet at the front of `buf`, removing its bytes.
@@ -99,7 +112,7 @@ impl Decoder {
             // Not parsed: whatever it says, a second CONNECT is a protocol error.
             return Err(protocol("MQTT-3.1.0-2", "second CONNECT on a connection"));
         }
-        let packet = decode_packet(self.version, frame)?;
+        let packet = decode_frame(self.version, frame, self.max_user_properties)?;
         if let (None, Packet::Connect(connect)) = (self.version, &packet) {
             self.version = Some(connect.protocol);
         }
@@ -110,6 +123,14 @@ impl Decoder {
 /// Decodes one complete packet (fixed header included). With `version`
 /// `None` only CONNECT is accepted.
 pub fn decode_packet(version: Option<ProtocolVersion>, frame: Bytes) -> Result<Packet, DecodeError> {
+    decode_frame(version, frame, usize::MAX)
+}
+
+fn decode_frame(
+    version: Option<ProtocolVersion>,
+    frame: Bytes,
+    max_user_properties: usize,
+) -> Result<Packet, DecodeError> {
     let Some(&first) = frame.first() else {
         return Err(malformed("", "empty frame"));
     };
@@ -122,13 +143,14 @@ pub fn decode_packet(version: Option<ProtocolVersion>, frame: Bytes) -> Result<P
     }
     let body = frame.slice(1 + len..);
     if kind == CONNECT {
-        return connect::decode(flags, Reader::new(body, false)).map(|c| Packet::Connect(Box::new(c)));
+        let r = Reader::new(body, false).with_max_user_properties(max_user_properties);
+        return connect::decode(flags, r).map(|c| Packet::Connect(Box::new(c)));
     }
     let Some(version) = version else {
         return Err(not_connect());
     };
     let v5 = version.is_v5();
-    let mut r = Reader::new(body, v5);
+    let mut r = Reader::new(body, v5).with_max_user_properties(max_user_properties);
     match kind {
         0 => return Err(malformed("", "reserved packet type 0")),
         AUTH if !v5 => {

@@ -4,11 +4,12 @@
 use bytes::Bytes;
 use bytestring::ByteString;
 
-use crate::error::DecodeError;
+use crate::error::{DecodeError, Violation};
 use crate::packet::{
     AckProperties, AuthProperties, ConnAckProperties, ConnectProperties, DisconnectProperties, PublishProperties, QoS,
     SubscribeProperties, UserProperty, WillProperties,
 };
+use crate::reason::ReasonCode;
 use crate::topic::has_wildcard;
 use crate::wire::{Reader, malformed, protocol};
 
@@ -164,6 +165,17 @@ struct Raw {
     shared_subscription_available: Option<bool>,
 }
 
+/// More user properties than the receiver accepts. The specification sets no
+/// count, but each costs far more in memory than its five bytes on the wire,
+/// so a receiver caps them: an implementation limit, reason 0x97.
+fn too_many_user_properties() -> DecodeError {
+    DecodeError::Protocol(Violation {
+        statement: "",
+        message: "more user properties than the receiver accepts",
+        reason: ReasonCode::QUOTA_EXCEEDED,
+    })
+}
+
 /// A byte property that must be 0 or 1.
 fn flag(r: &mut Reader, message: &'static str) -> Result<bool, DecodeError> {
     match r.u8()? {
@@ -267,6 +279,9 @@ fn read_one(p: &mut Reader, id: u8, raw: &mut Raw) -> Result<(), DecodeError> {
             raw.retain_available = Some(flag(p, "retain available other than 0 or 1")?);
         }
         USER_PROPERTY => {
+            if raw.user_properties.len() >= p.max_user_properties() {
+                return Err(too_many_user_properties());
+            }
             let name = p.string()?;
             let value = p.string()?;
             raw.user_properties.push((name, value));

@@ -33,11 +33,22 @@ pub(crate) struct Reader {
     pos: usize,
     /// Chooses the MQTT 5.0 statement ids (else 3.1.1) for string errors.
     v5: bool,
+    /// Most user properties one property block may hold (the receiver's limit).
+    max_user_properties: usize,
 }
 
 impl Reader {
     pub(crate) fn new(data: Bytes, v5: bool) -> Self {
-        Self { data, pos: 0, v5 }
+        Self { data, pos: 0, v5, max_user_properties: usize::MAX }
+    }
+
+    pub(crate) fn with_max_user_properties(mut self, max: usize) -> Self {
+        self.max_user_properties = max;
+        self
+    }
+
+    pub(crate) fn max_user_properties(&self) -> usize {
+        self.max_user_properties
     }
 
     pub(crate) fn v5(&self) -> bool {
@@ -75,8 +86,8 @@ impl Reader {
 
     /// A reader over the next `n` bytes (a property block).
     pub(crate) fn sub(&mut self, n: usize) -> Result<Reader, DecodeError> {
-        let v5 = self.v5;
-        Ok(Reader::new(self.take(n)?, v5))
+        let (v5, max) = (self.v5, self.max_user_properties);
+        Ok(Reader::new(self.take(n)?, v5).with_max_user_properties(max))
     }
 
     pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {

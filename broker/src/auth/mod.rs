@@ -1,17 +1,67 @@
-//! Authentication and authorization hooks. Later work adds real backends
-//! (user database, JWT, HTTP, ACL files); the broker only sees these traits.
+//! Authentication: who a client is, decided before the connection touches
+//! the core. Authorization (what it may do) is [`crate::authz`].
+//!
+//! # Layout
+//! - this file: the [`Authenticator`] trait the shell calls, what it is given
+//!   ([`Credentials`]) and the enhanced-authentication exchange ([`AuthExchange`]).
+//! - `chain`: [`Chain`], the configured backends asked in order, and [`build`].
+//! - `users` + `password`: the users file and its password hashes; `users_file`
+//!   edits it for `broker ctl users`.
+//! - `jwt`, `http` (+ `http/cache`), `x509`: the other backends.
+//! - `scram`: SCRAM-SHA-256 (RFC 5802 / 7677) for MQTT 5 AUTH.
+//! - `config`: the `[auth.*]` sections.
+
+pub mod chain;
+pub mod config;
+pub mod http;
+pub mod jwt;
+pub mod password;
+pub mod scram;
+pub mod users;
+pub mod users_file;
+pub mod x509;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 
+use bytes::Bytes;
 use mqtt_codec::{Connect, ReasonCode};
+
+pub use self::chain::{Chain, build, check_files};
 
 /// What a client presented at CONNECT.
 #[derive(Debug, Clone, Copy)]
 pub struct Credentials<'a> {
     pub connect: &'a Connect,
     pub peer: SocketAddr,
+    pub transport: &'a TransportInfo,
+}
+
+/// What the transport learned about a client before its CONNECT.
+#[derive(Debug, Clone, Default)]
+pub struct TransportInfo {
+    /// The listener that accepted it, `kind:name` (`tcp:default`, `tls:default`, `ws:default`, ...).
+    pub listener: String,
+    /// The client certificate the TLS handshake verified (mutual TLS), if any.
+    pub certificate: Option<CertIdentity>,
+}
+
+impl TransportInfo {
+    pub fn listener(listener: impl Into<String>) -> Self {
+        Self { listener: listener.into(), certificate: None }
+    }
+}
+
+/// The identity in a verified client certificate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CertIdentity {
+    /// The subject's common name (CN), if it has one.
+    pub common_name: Option<String>,
+    /// The subject distinguished name, RFC 4514 style (`CN=a,O=b`).
+    pub subject: String,
+    /// DNS names, e-mail addresses and URIs of the subject alternative name.
+    pub subject_alt_names: Vec<String>,
 }
 
 /// Decides whether a CONNECT may proceed. Asynchronous, because a backend may
@@ -21,6 +71,95 @@ pub trait Authenticator: Send + Sync + 'static {
         &'a self,
         credentials: Credentials<'a>,
     ) -> Pin<Box<dyn Future<Output = Result<(), ReasonCode>> + Send + 'a>>;
+
+    /// Rereads the backend's files (SIGHUP, `broker ctl reload`). On error the
+    /// backend keeps what it had: a bad file never opens the broker up.
+    fn reload(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// The MQTT 5 Authentication Methods this authenticator runs exchanges for.
+    fn methods(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+
+    /// Starts an enhanced-authentication exchange for a CONNECT carrying
+    /// Authentication Method `method`; None: the method is not supported
+    /// (the client gets CONNACK 0x8C).
+    fn start_exchange(&self, _method: &str, _credentials: Credentials<'_>) -> Option<Box<dyn AuthExchange>> {
+        None
+    }
+
+    /// What the core asks when a client re-authenticates (AUTH 0x19 after
+    /// CONNACK); None: re-authentication is refused.
+    fn reauthenticator(&self) -> Option<std::sync::Arc<dyn ReAuthenticator>> {
+        None
+    }
+}
+
+/// Starts re-authentication exchanges ([MQTT-4.12.1-1]) for the core, which
+/// knows the connection's method and the user name it authenticated as.
+pub trait ReAuthenticator: Send + Sync + 'static {
+    /// None: the method cannot re-authenticate.
+    fn start(&self, method: &str, user: Option<&str>) -> Option<Box<dyn AuthExchange>>;
+}
+
+/// What an exchange wants next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthStep {
+    /// Send AUTH 0x18 (continue authentication) with this data, and step
+    /// again with the data of the client's AUTH.
+    Continue(Bytes),
+    /// Authenticated; the data, if any, goes into the CONNACK.
+    Success(Option<Bytes>),
+    /// Refused: CONNACK with this reason.
+    Failure(ReasonCode),
+}
+
+/// One client's enhanced authentication (MQTT 5, section 4.12): fed the
+/// Authentication Data of the CONNECT, then of each AUTH the client sends.
+/// Synchronous and cheap: a mechanism that needs slow work must not run it here.
+pub trait AuthExchange: Send {
+    fn step(&mut self, data: &[u8]) -> AuthStep;
+
+    /// The user the exchange authenticated, once it succeeded: a CONNECT
+    /// without a user name takes it, so that authorization and
+    /// re-authentication see who the client proved to be.
+    fn user(&self) -> Option<&str> {
+        None
+    }
+}
+
+/// A backend's answer for one client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    Deny(ReasonCode),
+    /// Not this backend's client: the next one decides.
+    Ignore,
+}
+
+/// A link of the [`Chain`].
+pub trait Backend: Send + Sync + 'static {
+    /// The backend's name in logs (`users`, `jwt`, ...).
+    fn name(&self) -> &'static str;
+
+    fn check<'a>(&'a self, credentials: Credentials<'a>) -> Pin<Box<dyn Future<Output = Decision> + Send + 'a>>;
+
+    /// Rereads the backend's files; on error the old state stays.
+    fn reload(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The refusal for bad credentials: 0x86 when the client presented a user
+/// name or password, 0x87 when it presented none.
+pub fn refusal(connect: &Connect) -> ReasonCode {
+    if connect.username.is_some() || connect.password.is_some() {
+        ReasonCode::BAD_USER_NAME_OR_PASSWORD
+    } else {
+        ReasonCode::NOT_AUTHORIZED
+    }
 }
 
 /// Accepts clients without credentials when anonymous access is allowed;
@@ -45,26 +184,5 @@ impl Authenticator for AnonymousOnly {
             Err(ReasonCode::BAD_USER_NAME_OR_PASSWORD)
         };
         Box::pin(std::future::ready(result))
-    }
-}
-
-/// Decides publish and subscribe rights. Synchronous: it runs inside the
-/// core on every PUBLISH and SUBSCRIBE, so rules must already be in memory.
-pub trait Authorizer: Send + Sync + 'static {
-    fn can_publish(&self, client_id: &str, topic: &str) -> bool;
-    fn can_subscribe(&self, client_id: &str, filter: &str) -> bool;
-}
-
-/// Every client may publish and subscribe to everything.
-#[derive(Debug, Clone, Copy)]
-pub struct AllowAll;
-
-impl Authorizer for AllowAll {
-    fn can_publish(&self, _client_id: &str, _topic: &str) -> bool {
-        true
-    }
-
-    fn can_subscribe(&self, _client_id: &str, _filter: &str) -> bool {
-        true
     }
 }

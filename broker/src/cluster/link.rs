@@ -39,6 +39,10 @@ pub struct LinkQueue {
     /// Deltas were dropped: the link must send a fresh snapshot.
     needs_snapshot: bool,
     forwards: VecDeque<Box<Forward>>,
+    /// Forwards written with `ack` set and not yet acknowledged, oldest first:
+    /// a broken connection loses them, so the next one to the same incarnation
+    /// sends them again (the receiver drops ids it has seen).
+    unacked: VecDeque<Box<Forward>>,
     /// Calls to the peer (takeover requests), answered on the same socket.
     requests: Vec<PeerMessage>,
 }
@@ -103,7 +107,7 @@ impl Link {
     /// Queues a forward; false (and nothing queued) when the queue is full.
     pub fn push_forward(&self, forward: Box<Forward>) -> bool {
         let mut q = self.queue.lock();
-        if q.forwards.len() >= LINK_FORWARDS_MAX {
+        if q.forwards.len() + q.unacked.len() >= LINK_FORWARDS_MAX {
             return false;
         }
         q.forwards.push_back(forward);
@@ -116,6 +120,29 @@ impl Link {
     pub fn push_request(&self, request: PeerMessage) {
         self.queue.lock().requests.push(request);
         self.ready.notify();
+    }
+
+    /// Takes over the forwards of `old`, an earlier link to the same
+    /// incarnation (parked while the peer was unreachable): the unacknowledged
+    /// ones first, in the order they were first sent, then the queued ones.
+    pub fn adopt_forwards(&self, old: &Link) {
+        let (unacked, queued) = {
+            let mut q = old.queue.lock();
+            (std::mem::take(&mut q.unacked), std::mem::take(&mut q.forwards))
+        };
+        let mut q = self.queue.lock();
+        let mut forwards = unacked;
+        forwards.extend(queued);
+        forwards.extend(q.forwards.drain(..));
+        q.forwards = forwards;
+        drop(q);
+        self.ready.notify();
+    }
+
+    /// Forwards this link holds (queued or unacknowledged).
+    pub fn forwards_held(&self) -> usize {
+        let q = self.queue.lock();
+        q.forwards.len() + q.unacked.len()
     }
 
     pub fn stop(&self) {
@@ -144,8 +171,8 @@ pub(crate) async fn run_outbound(shared: Arc<Shared>, link: Arc<Link>, addr: std
                     backoff = BACKOFF_MIN;
                 }
                 link.connected.store(false, Ordering::Release);
-                // Forwards in flight on the broken link may be lost with it: nobody will acknowledge them.
-                shared.with_broker(|broker, _| broker.node_down(&link.peer));
+                // Forwards in flight on the broken connection are still in `unacked`: the next
+                // connection sends them again, so the acknowledgements held for them keep waiting.
                 if let Err(error) = outcome {
                     tracing::info!(peer = %link.peer, %error, "peer link closed");
                 }
@@ -181,6 +208,19 @@ async fn serve_outbound(
     };
     wire::encode(&hello, &mut out)?;
     let mut epoch = send_snapshot(shared, link, cluster.incarnation, generation, &mut writer, &mut out).await?;
+    // The clients connected here: a client id connected on both sides while
+    // this link was down is settled by the peer (ALGORITHM.md, "Sessions across nodes").
+    let clients = shared.with_broker(|broker, _| cluster.connected_clients(broker));
+    wire::encode(&PeerMessage::Connected { clients }, &mut out)?;
+    writer.write_all(&out).await.map_err(|e| e.to_string())?;
+    out.clear();
+    {
+        // What the last connection sent without an acknowledgement goes first, in its order.
+        let mut q = link.queue.lock();
+        let mut forwards = std::mem::take(&mut q.unacked);
+        forwards.extend(q.forwards.drain(..));
+        q.forwards = forwards;
+    }
     link.connected.store(true, Ordering::Release);
     tracing::info!(peer = %link.peer, generation, "peer link up");
 
@@ -192,12 +232,22 @@ async fn serve_outbound(
         loop {
             while let Some(message) = wire::decode(&mut buf)? {
                 match message {
-                    PeerMessage::ForwardAck { id } => acks_shared.with_broker(|b, _| b.forward_acked(&peer, id)),
-                    PeerMessage::Session { id, transfer } => {
+                    PeerMessage::ForwardAck { id } => {
+                        {
+                            // Acknowledgements come in the order the forwards went out.
+                            let mut q = acks_link.queue.lock();
+                            while q.unacked.front().is_some_and(|f| f.id <= id) {
+                                q.unacked.pop_front();
+                            }
+                        }
+                        acks_shared.with_broker(|b, _| b.forward_acked(&peer, id))
+                    }
+                    PeerMessage::Session { id, transfer, newer } => {
                         if let Some(cluster) = &acks_shared.cluster {
-                            cluster.answer(id, transfer);
+                            cluster.answer(id, transfer, newer);
                         }
                     }
+                    PeerMessage::Connected { clients } => settle(&acks_shared, &peer, clients),
                     PeerMessage::ResendRoutes => {
                         acks_link.queue.lock().needs_snapshot = true;
                         acks_link.ready.notify();
@@ -258,12 +308,31 @@ async fn serve_outbound(
         for request in requests {
             wire::encode(&request, &mut out)?;
         }
-        for forward in forwards {
-            wire::encode(&PeerMessage::Forward(forward), &mut out)?;
+        let mut sent = Vec::new();
+        let mut forwards = forwards.into_iter();
+        while let Some(forward) = forwards.next() {
+            let message = PeerMessage::Forward(forward);
+            wire::encode(&message, &mut out)?;
+            if let PeerMessage::Forward(forward) = message
+                && forward.ack
+            {
+                sent.push(forward);
+            }
             if out.len() >= WRITE_BATCH_MAX {
-                writer.write_all(&out).await.map_err(|e| e.to_string())?;
+                link.queue.lock().unacked.extend(sent.drain(..));
+                if let Err(error) = writer.write_all(&out).await {
+                    // Not written: back to the front of the queue, behind the unacknowledged ones.
+                    let mut q = link.queue.lock();
+                    for forward in forwards.rev() {
+                        q.forwards.push_front(forward);
+                    }
+                    return Err(error.to_string());
+                }
                 out.clear();
             }
+        }
+        if !sent.is_empty() {
+            link.queue.lock().unacked.extend(sent);
         }
         if !out.is_empty() {
             writer.write_all(&out).await.map_err(|e| e.to_string())?;
@@ -309,6 +378,16 @@ async fn send_snapshot(
     writer.write_all(out).await.map_err(|e| e.to_string())?;
     out.clear();
     Ok(epoch)
+}
+
+/// `peer` has these clients connected: settles each one connected here too.
+fn settle(shared: &Shared, peer: &NodeName, clients: Vec<(bytestring::ByteString, crate::core::cluster::Stamp)>) {
+    let Some(cluster) = &shared.cluster else { return };
+    shared.with_broker(|broker, now| {
+        for (client, stamp) in clients {
+            cluster.settle(broker, peer, &client, stamp, now);
+        }
+    });
 }
 
 /// Serves one inbound link: a peer's routes and forwards, answered with acknowledgements.
@@ -358,7 +437,10 @@ pub(crate) async fn serve_inbound(shared: Arc<Shared>, stream: Box<dyn Stream>) 
                 }),
                 PeerMessage::Forward(forward) => {
                     let (id, ack) = (forward.id, forward.ack);
-                    shared.with_broker(|b, now| b.handle_forward(*forward, now));
+                    // A forward sent again after a broken connection is delivered once.
+                    if cluster.first_receipt(&from, origin_incarnation, id) {
+                        shared.with_broker(|b, now| b.handle_forward(*forward, now));
+                    }
                     if ack {
                         wire::encode(&PeerMessage::ForwardAck { id }, &mut acks)?;
                     }
@@ -368,17 +450,40 @@ pub(crate) async fn serve_inbound(shared: Arc<Shared>, stream: Box<dyn Stream>) 
                 }
                 PeerMessage::WillGuard(guard) => cluster.guard(&from, origin_incarnation, *guard),
                 PeerMessage::WillRelease { client } => cluster.unguard(Some(&from), &client),
-                PeerMessage::Takeover { id, client, discard } => {
-                    // The client is back (connecting elsewhere): a will guarded for it is void.
-                    cluster.unguard(None, &client);
-                    let transfer = shared.with_broker(|b, now| {
-                        b.export_session(&client, discard, now).map(|t| Box::new(t.to_wire(now)))
+                PeerMessage::Takeover { id, client, discard, stamp } => {
+                    let answer = shared.with_broker(|b, now| {
+                        b.observe_stamp(stamp);
+                        let newer = match cluster.connected_at(b, &client) {
+                            // A request that a partition held back, older than the connection here.
+                            Some(mine) if (mine, &cluster.node) > (stamp, &from) => Some(mine),
+                            Some(_) => None,
+                            // Two CONNECTs racing: the later one wins wherever it is.
+                            None => cluster.race(&from, &client, stamp),
+                        };
+                        match newer {
+                            Some(mine) => Err(mine),
+                            None => Ok(b.export_session(&client, discard, now).map(|t| Box::new(t.to_wire(now)))),
+                        }
                     });
-                    if transfer.is_some() {
-                        tracing::info!(%client, to = %from, "session handed over");
+                    match answer {
+                        Ok(transfer) => {
+                            // The client is back (connecting elsewhere): a will guarded for it is void.
+                            cluster.unguard(None, &client);
+                            if transfer.is_some() {
+                                tracing::info!(%client, to = %from, "session handed over");
+                            }
+                            wire::encode(&PeerMessage::Session { id, transfer, newer: None }, &mut acks)?;
+                        }
+                        Err(mine) => {
+                            tracing::info!(%client, from = %from, "takeover refused: the connection here is newer");
+                            wire::encode(&PeerMessage::Session { id, transfer: None, newer: Some(mine) }, &mut acks)?;
+                            // The requester may have stopped waiting and connected the client anyway.
+                            let clients = vec![(client, mine)];
+                            wire::encode(&PeerMessage::Connected { clients }, &mut acks)?;
+                        }
                     }
-                    wire::encode(&PeerMessage::Session { id, transfer }, &mut acks)?;
                 }
+                PeerMessage::Connected { clients } => settle(&shared, &from, clients),
                 PeerMessage::Session { .. } | PeerMessage::ResendRoutes => {
                     return Err("a reply on an inbound link".into());
                 }

@@ -28,6 +28,11 @@ pub struct ClusterStatus {
     pub remote_routes: Vec<(String, Vec<String>)>,
     pub counters: ClusterCounters,
     pub forwards_dropped: u64,
+    /// Per peer, the forwards waiting to be sent or acknowledged (the link's
+    /// lag), including those parked for a member declared down.
+    pub forwards_pending: Vec<(String, usize)>,
+    /// Connections closed because their client id connected later on another node.
+    pub duplicates_settled: u64,
     /// Wills this node guards for its peers.
     pub wills_guarded: usize,
 }

@@ -19,10 +19,11 @@ use super::membership::{Member, MembershipEvent, run_membership};
 use super::routes::NodeName;
 use super::wire::{Forward, PeerMessage, WillGuard, WireSession};
 use crate::config::ClusterConfig;
-use crate::core::Broker;
-use crate::core::cluster::{RetainedUpdate, WillEvent, will_from_wire};
+use crate::core::cluster::{RetainedUpdate, Stamp, WillEvent, will_from_wire};
 use crate::core::router::RouteChange;
 use crate::core::router::stable_hash;
+use crate::core::{Broker, ConnId};
+use crate::seam::Millis;
 use crate::server::Shared;
 
 /// One node's view of its cluster, shared by its tasks.
@@ -33,6 +34,13 @@ pub struct ClusterShell {
     pub cluster_name: ByteString,
     pub config: ClusterConfig,
     links: Mutex<AHashMap<NodeName, Arc<Link>>>,
+    /// Links of members declared down, for `route_grace_ms`: forwards to them
+    /// wait here, and go out if the same incarnation comes back (a partition
+    /// that healed) instead of being lost (ALGORITHM.md, "Forwarding").
+    parked: Mutex<AHashMap<NodeName, Arc<Link>>>,
+    /// Per origin, its incarnation and the highest forward id received from
+    /// it: a forward sent again after a broken connection is delivered once.
+    received: Mutex<AHashMap<NodeName, (u64, u64)>>,
     /// Link generations of this incarnation (ALGORITHM.md, "Routes": the epoch).
     generation: AtomicU64,
     /// Forwards dropped because a link's queue was full.
@@ -50,7 +58,17 @@ pub struct ClusterShell {
     /// is busy is not lost.
     inbound_resend: Mutex<AHashMap<NodeName, Arc<Signal>>>,
     /// Takeover calls waiting for their answer, by call id.
-    calls: Mutex<AHashMap<u64, oneshot::Sender<Option<Box<WireSession>>>>>,
+    calls: Mutex<AHashMap<u64, oneshot::Sender<TakeoverAnswer>>>,
+    /// When each live connection here connected (a clock reading of this
+    /// node), by connection: a client id connected on two nodes is settled
+    /// in favour of the later connection.
+    conn_stamps: Mutex<AHashMap<ConnId, (ByteString, Stamp)>>,
+    /// CONNECTs here waiting for their takeover calls, by client id: their
+    /// stamp, and whether a later CONNECT of the client elsewhere has been
+    /// seen meanwhile (this one then loses as soon as it is connected).
+    connecting: Mutex<AHashMap<ByteString, (Stamp, bool)>>,
+    /// Connections closed because the same client id connected later on another node.
+    pub duplicates_settled: AtomicU64,
     next_call: AtomicU64,
 }
 
@@ -62,10 +80,15 @@ impl ClusterShell {
             cluster_name: ByteString::from(config.name.clone()),
             config,
             links: Mutex::new(AHashMap::new()),
+            parked: Mutex::new(AHashMap::new()),
+            received: Mutex::new(AHashMap::new()),
             generation: AtomicU64::new(0),
             forwards_dropped: AtomicU64::new(0),
             leave: watch::channel(false).0,
             calls: Mutex::new(AHashMap::new()),
+            conn_stamps: Mutex::new(AHashMap::new()),
+            connecting: Mutex::new(AHashMap::new()),
+            duplicates_settled: AtomicU64::new(0),
             next_call: AtomicU64::new(1),
             guardians: Mutex::new(AHashMap::new()),
             guarding: Mutex::new(AHashMap::new()),
@@ -156,17 +179,40 @@ impl ClusterShell {
         }
     }
 
+    /// Whether forward `id` from `origin` (incarnation `incarnation`) is new.
+    /// An origin sends forwards in id order, and sends the unacknowledged ones
+    /// again on a new connection, so an id at or below the highest seen was
+    /// delivered already.
+    pub fn first_receipt(&self, origin: &NodeName, incarnation: u64, id: u64) -> bool {
+        let mut received = self.received.lock();
+        match received.get_mut(origin) {
+            Some((inc, highest)) if *inc == incarnation => {
+                if id <= *highest {
+                    return false;
+                }
+                *highest = id;
+            }
+            _ => {
+                received.insert(origin.clone(), (incarnation, id));
+            }
+        }
+        true
+    }
+
     /// A peer answered takeover call `id`.
-    pub fn answer(&self, id: u64, transfer: Option<Box<WireSession>>) {
+    pub fn answer(&self, id: u64, transfer: Option<Box<WireSession>>, newer: Option<Stamp>) {
         if let Some(waiter) = self.calls.lock().remove(&id) {
-            let _ = waiter.send(transfer);
+            let _ = waiter.send((transfer, newer));
         }
     }
 
     /// Asks every reachable peer to give up `client`'s session for a new
-    /// connection here (ALGORITHM.md, "Sessions across nodes"); returns the
-    /// session if one had it. Waits at most `forward_timeout_ms` for the answers.
-    pub async fn take_over(&self, client: &ByteString, discard: bool) -> Option<Box<WireSession>> {
+    /// connection here, made at `stamp` (ALGORITHM.md, "Sessions across
+    /// nodes"). Returns the session if one had it, and a peer that kept a
+    /// connection of the client made after `stamp`, if one did. Waits at most
+    /// `forward_timeout_ms` for the answers.
+    pub async fn take_over(&self, client: &ByteString, discard: bool, stamp: Stamp) -> Takeover {
+        self.connecting.lock().insert(client.clone(), (stamp, false));
         let links: Vec<Arc<Link>> =
             self.links.lock().values().filter(|l| l.connected.load(Ordering::Acquire)).cloned().collect();
         let mut waiting = Vec::with_capacity(links.len());
@@ -174,25 +220,112 @@ impl ClusterShell {
             let id = self.next_call.fetch_add(1, Ordering::Relaxed);
             let (tx, rx) = oneshot::channel();
             self.calls.lock().insert(id, tx);
-            link.push_request(PeerMessage::Takeover { id, client: client.clone(), discard });
-            waiting.push((id, rx));
+            link.push_request(PeerMessage::Takeover { id, client: client.clone(), discard, stamp });
+            waiting.push((id, link.peer.clone(), rx));
         }
-        let mut found = None;
+        let mut outcome = Takeover::default();
         let wait = Duration::from_millis(self.config.forward_timeout_ms);
         let _ = tokio::time::timeout(wait, async {
-            for (_, rx) in waiting.iter_mut() {
-                if let Ok(Some(transfer)) = rx.await {
-                    found = found.take().or(Some(transfer));
+            for (_, peer, rx) in waiting.iter_mut() {
+                if let Ok((transfer, newer)) = rx.await {
+                    outcome.session = outcome.session.take().or(transfer);
+                    if let Some(newer) = newer
+                        && outcome.newer.as_ref().is_none_or(|(_, s)| *s < newer)
+                    {
+                        outcome.newer = Some((peer.clone(), newer));
+                    }
                 }
             }
         })
         .await;
         let mut calls = self.calls.lock();
-        for (id, _) in &waiting {
+        for (id, _, _) in &waiting {
             calls.remove(id);
         }
         drop(calls);
-        found
+        outcome
+    }
+
+    /// Connection `conn` of `client` attached here at `stamp`. Returns false
+    /// when a later CONNECT of the client reached another node while this one
+    /// was taking over: then this connection must close at once.
+    pub fn connected(&self, conn: ConnId, client: &ByteString, stamp: Stamp) -> bool {
+        self.conn_stamps.lock().insert(conn, (client.clone(), stamp));
+        let mut connecting = self.connecting.lock();
+        match connecting.get(client) {
+            Some((s, lost)) if *s == stamp => {
+                let lost = *lost;
+                connecting.remove(client);
+                !lost
+            }
+            _ => true,
+        }
+    }
+
+    /// A takeover request from `from` for `client` made at `stamp`, while a
+    /// CONNECT of the client here may be waiting for its own takeover: the
+    /// later of the two wins. Returns the stamp of a later CONNECT here.
+    pub fn race(&self, from: &NodeName, client: &str, stamp: Stamp) -> Option<Stamp> {
+        let mut connecting = self.connecting.lock();
+        let (mine, lost) = connecting.get_mut(client)?;
+        if (*mine, &self.node) > (stamp, from) {
+            return Some(*mine);
+        }
+        *lost = true;
+        None
+    }
+
+    /// Connection `conn` is gone.
+    pub fn disconnected(&self, conn: ConnId) {
+        self.conn_stamps.lock().remove(&conn);
+    }
+
+    /// When `client`'s live connection here was made, if it has one.
+    pub fn connected_at(&self, broker: &Broker, client: &str) -> Option<Stamp> {
+        let conn = broker.connection_of(client)?;
+        self.conn_stamps.lock().get(&conn).filter(|(c, _)| c == client).map(|(_, s)| *s)
+    }
+
+    /// Every client connected here, with when it connected.
+    pub fn connected_clients(&self, broker: &Broker) -> Vec<(ByteString, Stamp)> {
+        let stamps = self.conn_stamps.lock();
+        let mut clients: Vec<_> = stamps
+            .iter()
+            .filter(|(conn, (client, _))| broker.connection_of(client) == Some(**conn))
+            .map(|(_, (client, stamp))| (client.clone(), *stamp))
+            .collect();
+        clients.sort();
+        clients
+    }
+
+    /// `peer` has `client` connected since `peer_stamp`. If this node's
+    /// connection of the client is older (ties: the smaller node name is
+    /// older), it loses: closed with 0x8E and its session discarded, as a
+    /// takeover with clean start would. Returns whether it lost.
+    pub fn settle(&self, broker: &mut Broker, peer: &NodeName, client: &str, peer_stamp: Stamp, now: Millis) -> bool {
+        broker.observe_stamp(peer_stamp);
+        let Some(mine) = self.connected_at(broker, client) else { return false };
+        if (mine, &self.node) >= (peer_stamp, peer) {
+            return false;
+        }
+        tracing::info!(%client, %peer, "client connected on two nodes: the later connection, on the peer, wins");
+        self.lose(broker, client, now);
+        true
+    }
+
+    /// Closes `client`'s connection here with 0x8E and discards its session:
+    /// a later connection of the client lives on another node.
+    pub fn lose(&self, broker: &mut Broker, client: &str, now: Millis) {
+        self.duplicates_settled.fetch_add(1, Ordering::Relaxed);
+        broker.export_session(client, true, now);
+    }
+
+    /// A CONNECT that took over did not attach (refused): forget it.
+    pub fn connect_failed(&self, client: &ByteString, stamp: Stamp) {
+        let mut connecting = self.connecting.lock();
+        if connecting.get(client).is_some_and(|(s, _)| *s == stamp) {
+            connecting.remove(client);
+        }
     }
 
     pub fn next_generation(&self) -> u64 {
@@ -221,8 +354,10 @@ impl ClusterShell {
                 link.push_retained(&retained);
             }
         }
+        let parked = if forwards.is_empty() { None } else { Some(self.parked.lock()) };
         for (node, forward) in forwards {
-            let queued = links.get(&node).is_some_and(|link| link.push_forward(forward));
+            let link = links.get(&node).or_else(|| parked.as_ref().and_then(|p| p.get(&node)));
+            let queued = link.is_some_and(|link| link.push_forward(forward));
             if !queued {
                 self.forwards_dropped.fetch_add(1, Ordering::Relaxed);
             }
@@ -241,6 +376,16 @@ impl ClusterShell {
         peers
     }
 
+    /// Per peer (live or parked), the forwards waiting to be sent or acknowledged.
+    pub fn forwards_pending(&self) -> Vec<(NodeName, usize)> {
+        let links = self.links.lock();
+        let parked = self.parked.lock();
+        let mut pending: Vec<_> =
+            links.values().chain(parked.values()).map(|l| (l.peer.clone(), l.forwards_held())).collect();
+        pending.sort();
+        pending
+    }
+
     /// Waits (at most `max`) until membership has announced the leave.
     pub async fn wait_left(&self, max: Duration) {
         let mut left = self.left.subscribe();
@@ -254,6 +399,19 @@ impl ClusterShell {
             link.stop();
         }
     }
+}
+
+/// A takeover call's answer from one peer: the session, and a newer
+/// connection of the client that the peer kept.
+type TakeoverAnswer = (Option<Box<WireSession>>, Option<Stamp>);
+
+/// What a takeover found across the cluster.
+#[derive(Debug, Default)]
+pub struct Takeover {
+    /// The session, from the peer that held it.
+    pub session: Option<Box<WireSession>>,
+    /// A peer that kept a connection of the client made after the request's, and when it was made.
+    pub newer: Option<(NodeName, Stamp)>,
 }
 
 /// A will this node guards for a peer.
@@ -391,8 +549,22 @@ async fn follow_membership(shared: Arc<Shared>, mut events: mpsc::UnboundedRecei
                     old.stop();
                 }
                 let link = Link::new(name.clone(), member.incarnation);
+                let parked = shell.parked.lock().remove(&name);
+                let restarted = match parked {
+                    // A partition healed: what waited for the node goes out now.
+                    Some(old) if old.incarnation == member.incarnation => {
+                        link.adopt_forwards(&old);
+                        false
+                    }
+                    Some(_) => true,
+                    None => false,
+                };
                 links.insert(name.clone(), Arc::clone(&link));
                 drop(links);
+                if restarted {
+                    // A new incarnation: the old one's sessions are gone with what was parked for them.
+                    shared.with_broker(|broker, _| broker.node_down(&name));
+                }
                 tracing::info!(peer = %name, incarnation = member.incarnation, addr = %member.addr, "member up");
                 shared.runtime.spawn(run_outbound(Arc::clone(&shared), link, member.addr));
                 rehome_wills(&shared);
@@ -409,18 +581,36 @@ async fn follow_membership(shared: Arc<Shared>, mut events: mpsc::UnboundedRecei
                 let Some(link) = removed else { continue };
                 link.stop();
                 tracing::info!(peer = %name, incarnation = member.incarnation, "member down");
-                shared.with_broker(|broker, _| broker.node_down(&name));
+                // Its forwards wait out the grace period: a partition looks like this too.
+                shell.parked.lock().insert(name.clone(), link);
                 rehome_wills(&shared);
                 publish_wills_of(Arc::clone(&shared), name.clone(), member.incarnation);
                 let grace = Duration::from_millis(shell.config.route_grace_ms);
                 let s = Arc::clone(&shared);
+                let incarnation = member.incarnation;
                 shared.runtime.spawn(async move {
                     tokio::time::sleep(grace).await;
                     let Some(shell) = s.cluster.clone() else { return };
                     if shell.links.lock().contains_key(&name) {
                         return; // It came back; its new snapshot replaced the routes.
                     }
+                    let parked = {
+                        let mut parked = shell.parked.lock();
+                        match parked.get(&name) {
+                            Some(l) if l.incarnation == incarnation => parked.remove(&name),
+                            _ => None,
+                        }
+                    };
+                    if let Some(parked) = &parked {
+                        let lost = parked.forwards_held();
+                        if lost > 0 {
+                            shell.forwards_dropped.fetch_add(lost as u64, Ordering::Relaxed);
+                            tracing::warn!(peer = %name, forwards = lost, "forwards to a departed member dropped");
+                        }
+                    }
                     s.with_broker(|broker, _| {
+                        // Departed: acknowledgements waiting for it are released (its sessions are gone).
+                        broker.node_down(&name);
                         if let Some(c) = broker.cluster_mut() {
                             c.remote.remove_origin(&name);
                         }

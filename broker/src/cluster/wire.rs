@@ -16,7 +16,7 @@ use super::routes::{Epoch, NodeName};
 use crate::core::cluster::Stamp;
 
 /// Bumped when a message changes; peers of other versions are refused at Hello.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Largest frame accepted: a maximum MQTT packet plus room for the envelope.
 pub const FRAME_LEN_MAX: usize = 268_435_455 + 64 * 1024;
 
@@ -48,16 +48,26 @@ pub enum PeerMessage {
     },
     /// A retained message set or cleared on `node` at `stamp` (last writer wins).
     Retained(Box<RetainedWrite>),
-    /// The sender has a new connection for `client`: close yours and send its session.
+    /// The sender has a new connection for `client`, made at `stamp`: close
+    /// yours and send its session, unless yours is newer.
     Takeover {
         id: u64,
         client: ByteString,
         discard: bool,
+        stamp: Stamp,
     },
-    /// The answer to `Takeover { id }`: the session, if this node had one to give.
+    /// The answer to `Takeover { id }`: the session, if this node had one to
+    /// give; `newer`: this node kept a connection made after the request's.
     Session {
         id: u64,
         transfer: Option<Box<WireSession>>,
+        newer: Option<Stamp>,
+    },
+    /// The clients connected to the sender and when each connected: a client id
+    /// connected here too, earlier, is settled in the sender's favour
+    /// (ALGORITHM.md, "Sessions across nodes").
+    Connected {
+        clients: Vec<(ByteString, Stamp)>,
     },
     /// Sent back on a link: the receiver dropped the sender's routes; send them again.
     ResendRoutes,
@@ -145,6 +155,7 @@ const SESSION: u8 = 9;
 const WILL_GUARD: u8 = 10;
 const WILL_RELEASE: u8 = 11;
 const RESEND_ROUTES: u8 = 12;
+const CONNECTED: u8 = 13;
 
 /// Appends one frame holding `message` to `out`.
 pub fn encode(message: &PeerMessage, out: &mut BytesMut) -> Result<(), String> {
@@ -187,8 +198,7 @@ pub fn encode(message: &PeerMessage, out: &mut BytesMut) -> Result<(), String> {
         PeerMessage::Retained(r) => {
             out.put_u8(RETAINED);
             put_str(out, &r.topic);
-            out.put_u64(r.stamp.wall_ms);
-            out.put_u32(r.stamp.counter);
+            put_stamp(out, r.stamp);
             put_str(out, &r.node);
             match &r.message {
                 None => out.put_u8(0),
@@ -203,11 +213,20 @@ pub fn encode(message: &PeerMessage, out: &mut BytesMut) -> Result<(), String> {
             out.put_u8(FORWARD_ACK);
             out.put_u64(*id);
         }
-        PeerMessage::Takeover { id, client, discard } => {
+        PeerMessage::Takeover { id, client, discard, stamp } => {
             out.put_u8(TAKEOVER);
             out.put_u64(*id);
             put_str(out, client);
             out.put_u8(u8::from(*discard));
+            put_stamp(out, *stamp);
+        }
+        PeerMessage::Connected { clients } => {
+            out.put_u8(CONNECTED);
+            out.put_u32(len32(clients.len())?);
+            for (client, stamp) in clients {
+                put_str(out, client);
+                put_stamp(out, *stamp);
+            }
         }
         PeerMessage::WillGuard(g) => {
             out.put_u8(WILL_GUARD);
@@ -221,9 +240,16 @@ pub fn encode(message: &PeerMessage, out: &mut BytesMut) -> Result<(), String> {
             put_str(out, client);
         }
         PeerMessage::ResendRoutes => out.put_u8(RESEND_ROUTES),
-        PeerMessage::Session { id, transfer } => {
+        PeerMessage::Session { id, transfer, newer } => {
             out.put_u8(SESSION);
             out.put_u64(*id);
+            match newer {
+                None => out.put_u8(0),
+                Some(stamp) => {
+                    out.put_u8(1);
+                    put_stamp(out, *stamp);
+                }
+            }
             match transfer {
                 None => out.put_u8(0),
                 Some(t) => {
@@ -304,7 +330,7 @@ fn decode_message(f: &mut Bytes) -> Result<PeerMessage, String> {
         FORWARD_ACK => PeerMessage::ForwardAck { id: get_u64(f)? },
         RETAINED => {
             let topic = get_str(f)?;
-            let stamp = Stamp { wall_ms: get_u64(f)?, counter: get_u32(f)? };
+            let stamp = get_stamp(f)?;
             let node = get_str(f)?;
             let message = match get_u8(f)? {
                 0 => None,
@@ -312,14 +338,35 @@ fn decode_message(f: &mut Bytes) -> Result<PeerMessage, String> {
             };
             PeerMessage::Retained(Box::new(RetainedWrite { topic, stamp, node, message }))
         }
-        TAKEOVER => PeerMessage::Takeover { id: get_u64(f)?, client: get_str(f)?, discard: get_u8(f)? != 0 },
+        TAKEOVER => PeerMessage::Takeover {
+            id: get_u64(f)?,
+            client: get_str(f)?,
+            discard: get_u8(f)? != 0,
+            stamp: get_stamp(f)?,
+        },
         SESSION => {
             let id = get_u64(f)?;
+            let newer = match get_u8(f)? {
+                0 => None,
+                _ => Some(get_stamp(f)?),
+            };
             let transfer = match get_u8(f)? {
                 0 => None,
                 _ => Some(Box::new(get_session(f)?)),
             };
-            PeerMessage::Session { id, transfer }
+            PeerMessage::Session { id, transfer, newer }
+        }
+        CONNECTED => {
+            let n = get_u32(f)? as usize;
+            // Each entry takes at least 16 bytes (a length and a stamp): a count beyond that is a lie.
+            if n > f.remaining() / 16 {
+                return Err(format!("{n} clients announced in {} bytes", f.remaining()));
+            }
+            let mut clients = Vec::with_capacity(n);
+            for _ in 0..n {
+                clients.push((get_str(f)?, get_stamp(f)?));
+            }
+            PeerMessage::Connected { clients }
         }
         WILL_GUARD => PeerMessage::WillGuard(Box::new(WillGuard {
             client: get_str(f)?,
@@ -331,6 +378,15 @@ fn decode_message(f: &mut Bytes) -> Result<PeerMessage, String> {
         RESEND_ROUTES => PeerMessage::ResendRoutes,
         other => return Err(format!("unknown message type {other}")),
     })
+}
+
+fn put_stamp(out: &mut BytesMut, stamp: Stamp) {
+    out.put_u64(stamp.wall_ms);
+    out.put_u32(stamp.counter);
+}
+
+fn get_stamp(f: &mut Bytes) -> Result<Stamp, String> {
+    Ok(Stamp { wall_ms: get_u64(f)?, counter: get_u32(f)? })
 }
 
 /// A PUBLISH as the last field of a message: its QoS, then the MQTT 5 packet
@@ -609,7 +665,16 @@ mod tests {
             PeerMessage::RouteRemove { epoch, filter: "x/+".into() },
             forward(),
             PeerMessage::ForwardAck { id: u64::MAX },
-            PeerMessage::Takeover { id: 3, client: "c1".into(), discard: false },
+            PeerMessage::Takeover {
+                id: 3,
+                client: "c1".into(),
+                discard: false,
+                stamp: Stamp { wall_ms: 9, counter: 1 },
+            },
+            PeerMessage::Connected { clients: vec![] },
+            PeerMessage::Connected {
+                clients: vec![("c1".into(), Stamp { wall_ms: 1, counter: 0 }), ("c2".into(), Stamp::default())],
+            },
             PeerMessage::WillRelease { client: "c1".into() },
             PeerMessage::ResendRoutes,
             PeerMessage::WillGuard(Box::new(WillGuard {
@@ -621,9 +686,11 @@ mod tests {
                     _ => unreachable!(),
                 },
             })),
-            PeerMessage::Session { id: 3, transfer: None },
+            PeerMessage::Session { id: 3, transfer: None, newer: None },
+            PeerMessage::Session { id: 4, transfer: None, newer: Some(Stamp { wall_ms: 5, counter: 2 }) },
             PeerMessage::Session {
                 id: 4,
+                newer: None,
                 transfer: Some(Box::new(WireSession {
                     client_id: "c1".into(),
                     expiry_secs: 300,

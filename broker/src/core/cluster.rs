@@ -166,27 +166,50 @@ impl Broker {
         wills
     }
 
-    /// Publishes the will of `client`, whose node died holding it (this node guarded it).
+    /// Publishes the will of `client`, whose node died holding it (this node
+    /// guarded it). The guard carries only the client id, so rules about a
+    /// user name or address do not match this publication.
     pub fn publish_orphan_will(&mut self, client: &ClientId, will: &Will, now: Millis) {
         if let Some(cluster) = self.cluster.as_mut() {
             cluster.counters.wills_published_for_dead_nodes += 1;
         }
-        self.publish_will(client, will, now);
+        self.publish_will(&crate::authz::ClientInfo::new(client.clone()), will, now);
     }
 
     /// A local publish set or cleared the retained message of `topic`: stamp
     /// the write and queue it for every peer.
     pub(super) fn retained_written(&mut self, topic: &ByteString, message: Option<Arc<Message>>, now: Millis) {
+        let Some(stamp) = self.cluster_stamp(now) else { return };
         let Some(cluster) = self.cluster.as_mut() else { return };
+        cluster.retained_stamps.insert(topic.clone(), (stamp, cluster.node.clone()));
+        cluster.retained_out.push(RetainedUpdate { topic: topic.clone(), stamp, node: cluster.node.clone(), message });
+    }
+
+    /// A new reading of this node's hybrid logical clock (ALGORITHM.md,
+    /// "Nodes"): later than every reading made or observed here. None alone.
+    pub fn cluster_stamp(&mut self, now: Millis) -> Option<Stamp> {
+        let cluster = self.cluster.as_mut()?;
         let wall = now + cluster.wall_offset_ms;
         cluster.hlc = if wall > cluster.hlc.wall_ms {
             Stamp { wall_ms: wall, counter: 0 }
         } else {
             Stamp { wall_ms: cluster.hlc.wall_ms, counter: cluster.hlc.counter.saturating_add(1) }
         };
-        let stamp = cluster.hlc;
-        cluster.retained_stamps.insert(topic.clone(), (stamp, cluster.node.clone()));
-        cluster.retained_out.push(RetainedUpdate { topic: topic.clone(), stamp, node: cluster.node.clone(), message });
+        Some(cluster.hlc)
+    }
+
+    /// A peer's clock reading: later readings here order after it.
+    pub fn observe_stamp(&mut self, stamp: Stamp) {
+        if let Some(cluster) = self.cluster.as_mut()
+            && stamp > cluster.hlc
+        {
+            cluster.hlc = stamp;
+        }
+    }
+
+    /// The connection `client` is attached to here, if any.
+    pub fn connection_of(&self, client: &str) -> Option<ConnId> {
+        self.sessions.get(client)?.connection
     }
 
     /// Retained writes to send to every peer, in order.
@@ -219,6 +242,7 @@ impl Broker {
             cluster.hlc = update.stamp;
         }
         let newer = match cluster.retained_stamps.get(&update.topic) {
+            Some(_) if crate::buggify::fires(crate::buggify::Bug::RetainedIgnoreStamp) => true, // sim-bugs: by arrival
             Some((stamp, node)) => (update.stamp, &update.node) > (*stamp, node),
             None => true,
         };

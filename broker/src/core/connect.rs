@@ -1,5 +1,6 @@
 //! CONNECT and the life of a session: takeover, wills, expiry, DISCONNECT.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytestring::ByteString;
@@ -11,6 +12,8 @@ use super::message::Message;
 use super::router::ClientId;
 use super::session::{SESSION_NEVER_EXPIRES, Session};
 use super::{Broker, Closure, ConnId, Connection, Outbox, Timer, Waker};
+use crate::auth::AuthStep;
+use crate::authz::ClientInfo;
 use crate::seam::Millis;
 
 /// Prefix of client identifiers the broker assigns.
@@ -53,7 +56,8 @@ impl Refusal {
 }
 
 impl Broker {
-    /// Handles an authenticated CONNECT from a new connection.
+    /// Handles an authenticated CONNECT from a new connection whose peer
+    /// address is unknown (`ip:` rules do not match it).
     pub fn connect(
         &mut self,
         conn: ConnId,
@@ -61,7 +65,19 @@ impl Broker {
         waker: Arc<dyn Waker>,
         now: Millis,
     ) -> Result<ConnectOutcome, Refusal> {
-        let result = self.try_connect(conn, connect, waker, now);
+        self.connect_from(conn, connect, None, waker, now)
+    }
+
+    /// Handles an authenticated CONNECT from a new connection from `peer`.
+    pub fn connect_from(
+        &mut self,
+        conn: ConnId,
+        connect: Connect,
+        peer: Option<IpAddr>,
+        waker: Arc<dyn Waker>,
+        now: Millis,
+    ) -> Result<ConnectOutcome, Refusal> {
+        let result = self.try_connect(conn, connect, peer, waker, now);
         match &result {
             Ok(_) => self.counters.connections_accepted += 1,
             Err(_) => self.counters.connections_refused += 1,
@@ -73,6 +89,7 @@ impl Broker {
         &mut self,
         conn: ConnId,
         connect: Connect,
+        peer: Option<IpAddr>,
         waker: Arc<dyn Waker>,
         now: Millis,
     ) -> Result<ConnectOutcome, Refusal> {
@@ -100,9 +117,15 @@ impl Broker {
         if client_id.len() > usize::from(self.config.max_client_id_len.get()) {
             return Err(Refusal::new(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID));
         }
-        if connect.properties.authentication_method.is_some() {
-            return Err(Refusal::new(ReasonCode::BAD_AUTHENTICATION_METHOD));
-        }
+        // Enhanced authentication: the shell ran the AUTH exchange before it
+        // handed the CONNECT over, and left in it the method and, as
+        // Authentication Data, the server's final message for the CONNACK.
+        // Any other method is refused ([MQTT-4.12.0-1]).
+        let auth_method = match &connect.properties.authentication_method {
+            Some(method) if v5 && self.auth_methods.iter().any(|m| m == method) => Some(ByteString::from(&**method)),
+            Some(_) => return Err(Refusal::new(ReasonCode::BAD_AUTHENTICATION_METHOD)),
+            None => None,
+        };
         if let Some(will) = &connect.will {
             if will.qos as u8 > self.config.maximum_qos {
                 return Err(Refusal::new(ReasonCode::QOS_NOT_SUPPORTED)); // [MQTT-3.2.2-12]
@@ -157,6 +180,9 @@ impl Broker {
             alias_out: Default::default(),
             alias_in: Default::default(),
             connect_expiry_zero: requested_expiry == 0,
+            auth_method: auth_method.clone(),
+            auth_user: connect.username.as_deref().map(ByteString::from),
+            reauth: None,
         };
         self.connections.insert(conn, Box::new(connection));
 
@@ -164,6 +190,9 @@ impl Broker {
             return Err(Refusal::new(ReasonCode::UNSPECIFIED_ERROR));
         };
         session.connection = Some(conn);
+        // Copied: the decoded user name is a slice of the read buffer.
+        let username = connect.username.as_deref().map(ByteString::from);
+        session.client = Arc::new(ClientInfo { client_id: client_id.clone(), username, peer });
         session.epoch += 1;
         session.expiry_secs = expiry;
         // A will still waiting out its delay is dropped: the session is back ([MQTT-3.1.3-9] 5.0 3.1.3.2.2).
@@ -186,7 +215,14 @@ impl Broker {
         }
 
         let properties = if v5 {
-            self.connack_properties(requested_expiry, expiry, assigned, keep_alive)
+            ConnAckProperties {
+                // [MQTT-4.12.0-5]: the CONNECT's method, and the exchange's final data.
+                authentication_data: auth_method
+                    .as_ref()
+                    .and_then(|_| connect.properties.authentication_data.as_deref().map(bytes::Bytes::copy_from_slice)),
+                authentication_method: auth_method,
+                ..self.connack_properties(requested_expiry, expiry, assigned, keep_alive)
+            }
         } else {
             ConnAckProperties::default()
         };
@@ -195,6 +231,8 @@ impl Broker {
         let connack = ConnAck { session_present, reason_code: ReasonCode::SUCCESS, properties };
         self.send(conn, Packet::ConnAck(connack));
         if resumed {
+            // The session's rights are the new connection's: its user name or address may differ.
+            self.revoke_denied(&client_id);
             self.resend_inflight(&client_id);
         }
         self.pump(&client_id, now);
@@ -235,6 +273,61 @@ impl Broker {
         if let Some(session) = self.sessions.get_mut(client) {
             session.inflight.iter_mut().for_each(|f| f.resend = true);
         }
+    }
+
+    /// AUTH after CONNACK: re-authentication ([MQTT-4.12.1-1]), only after a
+    /// CONNECT with an Authentication Method and with the same method
+    /// ([MQTT-4.12.0-7], [MQTT-4.12.1-1]). AUTH 0x19 starts an exchange, AUTH
+    /// 0x18 continues it; the broker answers AUTH 0x18 while the mechanism
+    /// wants more and AUTH 0x00 on success. A failure, or a method that cannot
+    /// re-authenticate, ends the connection with DISCONNECT ([MQTT-4.12.1-2]).
+    pub(super) fn handle_auth(&mut self, conn: ConnId, auth: mqtt_codec::Auth, now: Millis) {
+        let Some(connection) = self.connections.get_mut(&conn) else { return };
+        let Some(method) = connection.auth_method.clone() else {
+            let why = "[MQTT-4.12.0-7] AUTH without an Authentication Method in CONNECT";
+            return self.protocol_error(conn, ReasonCode::PROTOCOL_ERROR, why, now);
+        };
+        if auth.properties.authentication_method.as_ref() != Some(&method) {
+            let why = "[MQTT-4.12.1-1] AUTH with another Authentication Method than CONNECT's";
+            return self.protocol_error(conn, ReasonCode::PROTOCOL_ERROR, why, now);
+        }
+        let exchange = match (auth.reason_code, connection.reauth.take()) {
+            (ReasonCode::RE_AUTHENTICATE, None) => {
+                let user = connection.auth_user.as_deref();
+                match self.reauthenticator.as_ref().and_then(|r| r.start(&method, user)) {
+                    Some(exchange) => exchange,
+                    None => {
+                        let closure = Closure { reason: ReasonCode::NOT_AUTHORIZED, why: "re-authentication refused" };
+                        return self.close(conn, closure, true, now);
+                    }
+                }
+            }
+            (ReasonCode::CONTINUE_AUTHENTICATION, Some(exchange)) => exchange,
+            _ => {
+                let why = "AUTH reason out of order (0x19 starts re-authentication, 0x18 continues it)";
+                return self.protocol_error(conn, ReasonCode::PROTOCOL_ERROR, why, now);
+            }
+        };
+        let mut exchange = exchange;
+        let data = auth.properties.authentication_data.unwrap_or_default();
+        let (reason, data) = match exchange.step(&data) {
+            AuthStep::Continue(data) => (ReasonCode::CONTINUE_AUTHENTICATION, Some(data)),
+            AuthStep::Success(data) => (ReasonCode::SUCCESS, data),
+            AuthStep::Failure(reason) => {
+                return self.close(conn, Closure { reason, why: "re-authentication failed" }, true, now);
+            }
+        };
+        if reason == ReasonCode::CONTINUE_AUTHENTICATION
+            && let Some(connection) = self.connections.get_mut(&conn)
+        {
+            connection.reauth = Some(exchange);
+        }
+        let properties = mqtt_codec::AuthProperties {
+            authentication_method: Some(method),
+            authentication_data: data,
+            ..mqtt_codec::AuthProperties::default()
+        };
+        self.send(conn, Packet::Auth(mqtt_codec::Auth { reason_code: reason, properties }));
     }
 
     pub(super) fn handle_disconnect(&mut self, conn: ConnId, disconnect: Disconnect, now: Millis) {
@@ -279,6 +372,7 @@ impl Broker {
         let expiry = session.expiry_secs;
         let will = session.will.take();
         let had_will = will.is_some();
+        let who = Arc::clone(&session.client);
         let shared = session.take_shared_deliveries(false);
         self.redeliver_shared(&client, shared, now);
 
@@ -286,7 +380,7 @@ impl Broker {
             // The will waits for the shorter of its delay and the session ([MQTT-3.1.3-9] 5.0).
             let delay = delay.min(expiry);
             if delay == 0 {
-                self.publish_will(&client, &will, now);
+                self.publish_will(&who, &will, now);
             } else if let Some(session) = self.sessions.get_mut(&client) {
                 session.will = Some((will, delay));
                 self.arm(now + u64::from(delay) * 1000, Timer::Will { client: client.clone(), epoch });
@@ -308,7 +402,8 @@ impl Broker {
             return;
         }
         if let Some((will, _)) = session.will.take() {
-            self.publish_will(client, &will, now);
+            let who = Arc::clone(&session.client);
+            self.publish_will(&who, &will, now);
             self.will_event(WillEvent::Release { client: client.clone() });
         }
     }
@@ -332,15 +427,16 @@ impl Broker {
         let shared = session.take_shared_deliveries(true);
         self.redeliver_shared(client, shared, now);
         if let Some((will, _)) = session.will.take() {
-            self.publish_will(client, &will, now);
+            self.publish_will(&session.client, &will, now);
             self.will_event(WillEvent::Release { client: client.clone() });
         }
     }
 
-    pub(super) fn publish_will(&mut self, client: &ClientId, will: &mqtt_codec::Will, now: Millis) {
+    /// Publishes a will as `who`, if the rules let it publish to the will's topic.
+    pub(super) fn publish_will(&mut self, who: &ClientInfo, will: &mqtt_codec::Will, now: Millis) {
         self.counters.wills_published += 1;
-        let message = Message::from_will(will, client, now);
-        if !self.authorizer.can_publish(client, &message.topic) {
+        let message = Message::from_will(will, &who.client_id, now);
+        if !self.authorizer.can_publish(who, &message.topic) {
             self.counters.dropped_not_authorized += 1;
             return;
         }

@@ -10,8 +10,10 @@
 //! - `connect`: CONNECT, takeover, wills, session expiry, DISCONNECT.
 //! - `publish`: inbound PUBLISH and its acknowledgements, routing, delivery.
 //! - `subscribe`: SUBSCRIBE / UNSUBSCRIBE and retained delivery.
+//! - `authz`: authorization reload and the revocation of subscriptions the rules no longer allow.
 //! - `cluster`: forwarding to other nodes, held acknowledgements, forwarded publishes.
 
+mod authz;
 pub mod cluster;
 mod connect;
 pub mod message;
@@ -19,6 +21,7 @@ mod publish;
 pub mod router;
 pub mod session;
 mod subscribe;
+mod system;
 pub mod transfer;
 pub mod trie;
 
@@ -34,7 +37,7 @@ use self::message::Message;
 use self::router::{ClientId, Router};
 use self::session::Session;
 use self::trie::TopicTrie;
-use crate::auth::{AllowAll, Authorizer};
+use crate::authz::{AllowAll, Authorizer};
 use crate::config::MqttConfig;
 use crate::seam::Millis;
 
@@ -78,6 +81,9 @@ pub struct Counters {
     pub dropped_too_large: u64,
     pub dropped_offline_qos0: u64,
     pub dropped_not_authorized: u64,
+    /// Subscriptions removed because the rules no longer allow them (after a
+    /// reload, or when a session resumed under an identity they do not allow).
+    pub subscriptions_revoked: u64,
     pub wills_published: u64,
     pub sessions_expired: u64,
     pub takeovers: u64,
@@ -104,6 +110,12 @@ struct Connection {
     alias_in: AHashMap<u16, bytestring::ByteString>,
     /// CONNECT asked for session expiry 0 ([MQTT-3.14.2-2]).
     connect_expiry_zero: bool,
+    /// The Authentication Method the shell authenticated the CONNECT with (MQTT 5 enhanced authentication).
+    auth_method: Option<bytestring::ByteString>,
+    /// The user name the connection authenticated as: re-authentication must prove the same one.
+    auth_user: Option<bytestring::ByteString>,
+    /// A re-authentication in progress (AUTH 0x19 answered with AUTH 0x18).
+    reauth: Option<Box<dyn crate::auth::AuthExchange>>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -148,6 +160,10 @@ pub struct Broker {
     pub counters: Counters,
     /// Set when this node is a cluster member.
     cluster: Option<Box<cluster::ClusterCore>>,
+    /// Authentication Methods the shell runs exchanges for; a CONNECT with another is refused (0x8C).
+    auth_methods: Vec<bytestring::ByteString>,
+    /// Runs re-authentication (AUTH 0x19); None: it is refused.
+    reauthenticator: Option<Arc<dyn crate::auth::ReAuthenticator>>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -175,7 +191,22 @@ impl Broker {
             rng,
             counters: Counters::default(),
             cluster: None,
+            auth_methods: Vec::new(),
+            reauthenticator: None,
         }
+    }
+
+    /// Enhanced authentication: the methods the shell authenticates with an
+    /// AUTH exchange before it hands the CONNECT over (see `connect`), and
+    /// what runs re-authentication afterwards. The exchanges are sans-IO and
+    /// cheap, so the core can drive them.
+    pub fn set_authentication(
+        &mut self,
+        methods: &[&str],
+        reauthenticator: Option<Arc<dyn crate::auth::ReAuthenticator>>,
+    ) {
+        self.auth_methods = methods.iter().map(|m| bytestring::ByteString::from(*m)).collect();
+        self.reauthenticator = reauthenticator;
     }
 
     /// Replaces the authorization hook (publish / subscribe decisions).
@@ -206,9 +237,7 @@ impl Broker {
             Packet::Connect(_) => {
                 self.protocol_error(conn, ReasonCode::PROTOCOL_ERROR, "[MQTT-3.1.0-2] second CONNECT", now)
             }
-            Packet::Auth(_) => {
-                self.protocol_error(conn, ReasonCode::PROTOCOL_ERROR, "AUTH without enhanced authentication", now)
-            }
+            Packet::Auth(auth) => self.handle_auth(conn, auth, now),
             Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
                 self.protocol_error(conn, ReasonCode::PROTOCOL_ERROR, "packet a client must not send", now)
             }

@@ -54,14 +54,15 @@ impl Broker {
                 now,
             );
         }
+        let awaiting_rel_max = self.awaiting_rel_max(v5);
         let Some(session) = self.sessions.get_mut(&client) else { return };
+        let authorized = self.authorizer.can_publish(&session.client, &publish.topic);
         if let (QoS::ExactlyOnce, Some(id)) = (publish.qos, publish.packet_id) {
             if session.awaiting_rel.contains(&id.get()) {
                 // A resent QoS 2 PUBLISH: acknowledge again, deliver once ([MQTT-4.3.3-?] method B).
                 return self.send(conn, Packet::PubRec(PubResponse::new(id)));
             }
-            // Receive Maximum exists in MQTT 5 only; a 3.1.1 client is bounded by its 65,535 packet ids.
-            if v5 && session.awaiting_rel.len() >= usize::from(self.config.receive_maximum.get()) {
+            if session.awaiting_rel.len() >= awaiting_rel_max {
                 return self.protocol_error(
                     conn,
                     ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
@@ -74,7 +75,7 @@ impl Broker {
 
         let refusal = if publish.topic.split('/').count() > usize::from(self.config.max_topic_levels.get()) {
             Some(ReasonCode::TOPIC_NAME_INVALID)
-        } else if !self.authorizer.can_publish(&client, &publish.topic) {
+        } else if !authorized {
             self.counters.dropped_not_authorized += 1;
             Some(ReasonCode::NOT_AUTHORIZED)
         } else {
@@ -115,6 +116,14 @@ impl Broker {
         } else {
             self.hold_ack(conn, routed.forward_id, routed.nodes, Packet::PubAck(response), now);
         }
+    }
+
+    /// QoS 2 messages a client may have awaiting PUBREL. Receive Maximum
+    /// exists in MQTT 5 only; a 3.1.1 client, which is told no limit, gets a
+    /// higher one so that the set stays bounded (it closes the connection).
+    fn awaiting_rel_max(&self, v5: bool) -> usize {
+        let max = if v5 { self.config.receive_maximum } else { self.config.max_awaiting_rel_v3 };
+        usize::from(max.get())
     }
 
     pub(super) fn handle_puback(&mut self, conn: ConnId, ack: PubResponse, now: Millis) {

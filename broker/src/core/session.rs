@@ -2,7 +2,9 @@
 
 use std::collections::VecDeque;
 use std::num::NonZeroU16;
+use std::sync::Arc;
 
+use crate::authz::ClientInfo;
 use crate::hash::{AHashMap, AHashSet};
 use bytestring::ByteString;
 use mqtt_codec::{PacketId, QoS, Will};
@@ -49,6 +51,9 @@ pub enum Overflow {
 #[derive(Debug)]
 pub struct Session {
     pub client_id: ClientId,
+    /// Who the client was at its last CONNECT (user name, address), for the
+    /// authorization checks made while it is offline: its will, revocations.
+    pub client: Arc<ClientInfo>,
     /// Keyed by the filter as subscribed (with any `$share/group/` prefix).
     pub subscriptions: AHashMap<ByteString, Subscription>,
     /// Seconds the session outlives its connection; `SESSION_NEVER_EXPIRES` for ever.
@@ -71,6 +76,7 @@ pub struct Session {
 impl Session {
     pub fn new(client_id: ClientId, expiry_secs: u32) -> Self {
         Self {
+            client: Arc::new(ClientInfo::new(client_id.clone())),
             client_id,
             subscriptions: AHashMap::new(),
             expiry_secs,

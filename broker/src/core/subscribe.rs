@@ -8,12 +8,14 @@ use mqtt_codec::{Packet, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, Uns
 use super::message::{Delivery, Message};
 use super::router::Subscription;
 use super::{Broker, ConnId};
+use crate::authz::ClientInfo;
 use crate::seam::Millis;
 
 impl Broker {
     pub(super) fn handle_subscribe(&mut self, conn: ConnId, subscribe: Subscribe, now: Millis) {
         let Some(connection) = self.connections.get(&conn) else { return };
         let client = connection.client_id.clone();
+        let Some(who) = self.sessions.get(&client).map(|s| Arc::clone(&s.client)) else { return };
         let identifier = subscribe.properties.subscription_identifier;
         if identifier.is_some() && !self.config.subscription_identifiers_available {
             return self.protocol_error(
@@ -28,7 +30,7 @@ impl Broker {
         for (filter, options) in subscribe.filters {
             // Subscriptions live long: copy the filter out of the read buffer.
             let filter = bytestring::ByteString::from(&*filter);
-            let granted = self.check_filter(&client, &filter);
+            let granted = self.check_filter(&who, &filter);
             let reason = match granted {
                 Err(reason) => reason,
                 Ok(()) => {
@@ -78,7 +80,7 @@ impl Broker {
     }
 
     /// Whether `client` may subscribe to `filter`, or the failure reason.
-    fn check_filter(&self, client: &bytestring::ByteString, filter: &str) -> Result<(), ReasonCode> {
+    fn check_filter(&self, who: &ClientInfo, filter: &str) -> Result<(), ReasonCode> {
         if validate_topic_filter(filter).is_err() {
             return Err(ReasonCode::TOPIC_FILTER_INVALID);
         }
@@ -95,7 +97,8 @@ impl Broker {
         if real.split('/').count() > usize::from(self.config.max_topic_levels.get()) {
             return Err(ReasonCode::TOPIC_FILTER_INVALID);
         }
-        if !self.authorizer.can_subscribe(client, filter) {
+        // A shared subscription is judged on its filter: the group name grants nothing.
+        if !self.authorizer.can_subscribe(who, real) {
             return Err(ReasonCode::NOT_AUTHORIZED);
         }
         Ok(())

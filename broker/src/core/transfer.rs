@@ -36,6 +36,9 @@ impl Broker {
     /// (the new connection asked for a clean start) the session ends here as
     /// it would locally, and nothing is returned.
     pub fn export_session(&mut self, client: &str, discard: bool, now: Millis) -> Option<SessionTransfer> {
+        if crate::buggify::fires(crate::buggify::Bug::KeepOldSessionOnTakeover) {
+            return None; // sim-bugs: the old connection and its session stay
+        }
         let client = ClientId::from(client);
         let conn = self.sessions.get(&client)?.connection;
         if let Some(old) = conn {
@@ -65,10 +68,24 @@ impl Broker {
         })
     }
 
+    /// The client ids with a live connection here (one the broker has not
+    /// decided to close), sorted: what a checker compares across nodes.
+    pub fn connected_clients(&self) -> Vec<ClientId> {
+        let mut ids: Vec<ClientId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.connection.and_then(|c| self.connections.get(&c)).is_some_and(|c| c.closing.is_none()))
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
     /// Installs a session exported by another node, ready for the CONNECT that
     /// asked for it. A session of the same client held here without a
     /// connection is replaced; one with a live connection is kept (the CONNECT
-    /// will take it over locally).
+    /// will take it over locally). The rights of its subscriptions are
+    /// checked when that CONNECT resumes it, with the client's identity there.
     pub fn import_session(&mut self, transfer: SessionTransfer, now: Millis) {
         let client = transfer.client_id.clone();
         if let Some(existing) = self.sessions.get(&client) {

@@ -5,12 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
-use mqtt_codec::{ConnAck, DecodeError, Decoder, Packet, ProtocolVersion, ReasonCode, encode};
+use bytes::{Buf, Bytes, BytesMut};
+use bytestring::ByteString;
+use mqtt_codec::{Auth, AuthProperties, ConnAck, DecodeError, Decoder, Packet, ProtocolVersion, ReasonCode, encode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 
-use super::{NotifyWaker, Shared};
-use crate::auth::Credentials;
+use super::listen::Admission;
+use super::{NotifyWaker, Shared, limits};
+use crate::auth::{AuthStep, Credentials, TransportInfo};
 use crate::core::transfer::SessionTransfer;
 use crate::core::{Closure, ConnId, Outbox, Refusal};
 use crate::seam::{Accepted, Stream};
@@ -27,6 +29,14 @@ const BUFFER_KEEP_MAX: usize = 16 * 1024;
 /// A client that accepts no bytes for this long is disconnected: it would
 /// otherwise hold its connection, and the messages for it, for ever.
 const WRITE_STALL_MAX: Duration = Duration::from_secs(60);
+/// Encoded bytes the writer holds before it writes them: an outbox batch of
+/// large messages is written in pieces rather than encoded whole, so a slow
+/// reader pins at most this much (plus one packet) of encoded output.
+const WRITE_CHUNK_MAX: usize = 64 * 1024;
+
+/// Rounds of an enhanced-authentication exchange before the client is
+/// refused: SCRAM needs one; the bound stops a mechanism that never decides.
+const AUTH_ROUNDS_MAX: usize = 8;
 
 /// How a connection ended, for the disconnect log line.
 enum End {
@@ -35,15 +45,21 @@ enum End {
     Io(std::io::Error),
 }
 
-pub(super) async fn serve(shared: &Arc<Shared>, conn: ConnId, accepted: Accepted) {
+pub(super) async fn serve(
+    shared: &Arc<Shared>,
+    conn: ConnId,
+    accepted: Accepted,
+    transport: TransportInfo,
+    admission: Admission,
+) {
     let peer = accepted.peer;
     let (mut reader, mut writer) = tokio::io::split(accepted.stream);
     let mut buf = BytesMut::new();
     let mut decoder = Decoder::new(shared.config.mqtt.max_packet_size.get());
+    decoder.set_max_user_properties(usize::from(shared.config.mqtt.max_user_properties));
 
-    let deadline = Duration::from_secs(u64::from(shared.config.listeners.tcp.connect_timeout_secs.get()));
-    let first = tokio::time::timeout(deadline, read_packet(&mut reader, &mut buf, &mut decoder)).await;
-    let connect = match first {
+    let first = tokio::time::timeout(admission.connect_timeout, read_packet(&mut reader, &mut buf, &mut decoder)).await;
+    let mut connect = match first {
         Err(_) => return tracing::debug!(%peer, "no CONNECT before the deadline"),
         Ok(Err(ReadError::Io(error))) => return tracing::debug!(%peer, %error, "read failed before CONNECT"),
         Ok(Err(ReadError::Eof)) => return,
@@ -56,11 +72,38 @@ pub(super) async fn serve(shared: &Arc<Shared>, conn: ConnId, accepted: Accepted
             return tracing::info!(%peer, packet = other.name(), "connection closed: first packet is not CONNECT");
         }
     };
+    // peer_cert_as_username / peer_cert_as_clientid: the certificate's names, before bans and authentication.
+    admission.apply(&mut connect);
     let version = connect.protocol;
+    if let Err(reason) = shared.limits.check_banned(&connect, peer, shared.runtime.clock.wall_ms(shared.now())) {
+        return write_packets(&mut writer, version, Refusal::new(reason).connack(version).as_slice()).await;
+    }
 
-    if let Err(reason) = shared.authenticator.authenticate(Credentials { connect: &connect, peer }).await {
-        write_packets(&mut writer, version, Refusal::new(reason).connack(version).as_slice()).await;
-        return tracing::info!(%peer, client_id = %connect.client_id, %reason, "connection refused: authentication");
+    let credentials = Credentials { connect: &connect, peer, transport: &transport };
+    let verdict = match connect.properties.authentication_method.clone() {
+        None => {
+            shared.authenticator.authenticate(credentials).await.map_err(AuthFailure::Refused).map(|()| (None, None))
+        }
+        Some(method) => {
+            let wire = Wire { reader: &mut reader, writer: &mut writer, buf: &mut buf, decoder: &mut decoder };
+            auth_exchange(shared, credentials, &method, wire, admission.connect_timeout).await
+        }
+    };
+    match verdict {
+        Ok((server_final, user)) => {
+            // The core echoes the method and hands this data to the client in the CONNACK.
+            connect.properties.authentication_data = server_final;
+            if connect.username.is_none() {
+                connect.username = user;
+            }
+        }
+        Err(AuthFailure::Refused(reason)) => {
+            write_packets(&mut writer, version, Refusal::new(reason).connack(version).as_slice()).await;
+            return tracing::info!(%peer, client_id = %connect.client_id, %reason, "connection refused: authentication");
+        }
+        Err(AuthFailure::Gone(why)) => {
+            return tracing::info!(%peer, client_id = %connect.client_id, why, "connection closed");
+        }
     }
     if *shared.shutting_down.borrow() {
         let refusal = Refusal::new(ReasonCode::SERVER_UNAVAILABLE);
@@ -70,31 +113,50 @@ pub(super) async fn serve(shared: &Arc<Shared>, conn: ConnId, accepted: Accepted
 
     let notify = Arc::new(NotifyWaker(broker_sync::Signal::new()));
     let requested_id = connect.client_id.clone();
+    let username = connect.username.clone();
     let clean_start = connect.clean_start;
     // In a cluster, a session held by another node moves here first, so that
-    // the CONNECT resumes it as a local reconnect would.
-    let transfer = match &shared.cluster {
-        Some(cluster) if !connect.client_id.is_empty() => {
+    // the CONNECT resumes it as a local reconnect would. The clock reading
+    // orders this connection against one of the same client id elsewhere.
+    let stamp = shared.cluster.as_ref().and_then(|_| shared.with_broker(|broker, now| broker.cluster_stamp(now)));
+    let takeover = match (&shared.cluster, stamp) {
+        (Some(cluster), Some(stamp)) if !connect.client_id.is_empty() => {
             let client = bytestring::ByteString::from(&*connect.client_id);
-            cluster.take_over(&client, clean_start).await
+            cluster.take_over(&client, clean_start, stamp).await
         }
-        _ => None,
+        _ => Default::default(),
     };
+    let transfer = takeover.session;
     let outcome = shared.with_broker(|broker, now| {
         if let Some(transfer) = transfer.and_then(|t| SessionTransfer::from_wire(*t, now)) {
             broker.import_session(transfer, now);
         }
-        broker.connect(conn, *connect, notify.clone(), now)
+        broker.connect_from(conn, *connect, Some(peer.ip()), notify.clone(), now)
     });
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(refusal) => {
+            if let (Some(cluster), Some(stamp)) = (&shared.cluster, stamp) {
+                cluster.connect_failed(&requested_id, stamp);
+            }
             write_packets(&mut writer, version, refusal.connack(version).as_slice()).await;
             return tracing::info!(%peer, client_id = %requested_id, reason = %refusal.reason, "connection refused");
         }
     };
     let client_id = outcome.client_id.clone();
+    if let (Some(cluster), Some(stamp)) = (&shared.cluster, stamp) {
+        let won_race = cluster.connected(conn, &client_id, stamp);
+        if !won_race {
+            // A later CONNECT of this client reached another node meanwhile: it wins.
+            tracing::info!(%client_id, "a later connection of the client elsewhere wins the race");
+            shared.with_broker(|broker, now| cluster.lose(broker, &client_id, now));
+        } else if let Some((peer, newer)) = &takeover.newer {
+            // A peer kept a later connection of this client: this one loses at once.
+            shared.with_broker(|broker, now| cluster.settle(broker, peer, &client_id, *newer, now));
+        }
+    }
     tracing::info!(%peer, %client_id, %version, clean_start, keep_alive = outcome.keep_alive, session_present = outcome.session_present, "client connected");
+    let _registered = limits::register(shared, conn, &client_id, username.as_deref(), peer);
 
     let keep_alive = Duration::from_millis(u64::from(outcome.keep_alive) * 1500);
     let reading = read_loop(shared, conn, &mut reader, &mut buf, &mut decoder, keep_alive);
@@ -109,6 +171,12 @@ pub(super) async fn serve(shared: &Arc<Shared>, conn: ConnId, accepted: Accepted
         broker.connection_lost(conn, now);
         closure
     });
+    if let Some(cluster) = &shared.cluster {
+        cluster.disconnected(conn);
+    }
+    if let Some(closure) = closure.filter(|c| !c.why.starts_with("client disconnected")) {
+        shared.limits.closed(closure.reason);
+    }
     let end = match (end, closure) {
         (End::PeerClosed, Some(closure)) => End::Closed(closure),
         (end, _) => end,
@@ -121,6 +189,74 @@ pub(super) async fn serve(shared: &Arc<Shared>, conn: ConnId, accepted: Accepted
         End::PeerClosed => tracing::info!(%peer, %client_id, "client disconnected: connection closed by peer"),
         End::Io(error) => tracing::info!(%peer, %client_id, %error, "client disconnected: network error"),
     }
+}
+
+/// Why authentication let a client not in.
+enum AuthFailure {
+    /// Answer with CONNACK and this reason.
+    Refused(ReasonCode),
+    /// Nothing to answer: the client left, or let the deadline pass.
+    Gone(&'static str),
+}
+
+/// The connection's read and write sides during the AUTH exchange.
+struct Wire<'a> {
+    reader: &'a mut ReadHalf<Box<dyn Stream>>,
+    writer: &'a mut WriteHalf<Box<dyn Stream>>,
+    buf: &'a mut BytesMut,
+    decoder: &'a mut Decoder,
+}
+
+/// MQTT 5 enhanced authentication (section 4.12): the CONNECT's data, then
+/// AUTH 0x18 both ways until the mechanism decides, all within `deadline`
+/// from now. Returns the data for the CONNACK and the user it proved.
+async fn auth_exchange(
+    shared: &Shared,
+    credentials: Credentials<'_>,
+    method: &ByteString,
+    wire: Wire<'_>,
+    deadline: Duration,
+) -> Result<(Option<Bytes>, Option<ByteString>), AuthFailure> {
+    let Some(mut exchange) = shared.authenticator.start_exchange(method, credentials) else {
+        // [MQTT-4.12.0-1]
+        return Err(AuthFailure::Refused(ReasonCode::BAD_AUTHENTICATION_METHOD));
+    };
+    let clock = shared.runtime.clock;
+    let until = clock.instant(clock.now().saturating_add(u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX)));
+    let mut data = credentials.connect.properties.authentication_data.clone().unwrap_or_default();
+    for _ in 0..AUTH_ROUNDS_MAX {
+        let challenge = match exchange.step(&data) {
+            AuthStep::Success(server_final) => return Ok((server_final, exchange.user().map(ByteString::from))),
+            AuthStep::Failure(reason) => return Err(AuthFailure::Refused(reason)),
+            AuthStep::Continue(challenge) => challenge,
+        };
+        // [MQTT-4.12.0-2], [MQTT-4.12.0-5]
+        let properties = AuthProperties {
+            authentication_method: Some(method.clone()),
+            authentication_data: Some(challenge),
+            ..AuthProperties::default()
+        };
+        let auth = Packet::Auth(Auth { reason_code: ReasonCode::CONTINUE_AUTHENTICATION, properties });
+        write_packets(wire.writer, ProtocolVersion::V5, &[auth]).await;
+        let reply = tokio::time::timeout_at(until, read_packet(wire.reader, wire.buf, wire.decoder)).await;
+        data = match reply {
+            Err(_) => return Err(AuthFailure::Gone("no AUTH before the connect deadline")),
+            Ok(Err(ReadError::Decode(error, _))) => return Err(AuthFailure::Refused(error.reason_code())),
+            Ok(Err(ReadError::Eof | ReadError::Io(_))) => return Err(AuthFailure::Gone("lost during authentication")),
+            Ok(Ok(Packet::Auth(auth)))
+                if auth.reason_code == ReasonCode::CONTINUE_AUTHENTICATION
+                    && auth.properties.authentication_method.as_ref() == Some(method) =>
+            {
+                auth.properties.authentication_data.unwrap_or_default()
+            }
+            Ok(Ok(Packet::Disconnect(_))) => {
+                return Err(AuthFailure::Gone("client disconnected during authentication"));
+            }
+            // [MQTT-3.1.2-30]: nothing but AUTH or DISCONNECT before the CONNACK; [MQTT-4.12.0-5]: the same method.
+            Ok(Ok(_)) => return Err(AuthFailure::Refused(ReasonCode::PROTOCOL_ERROR)),
+        };
+    }
+    Err(AuthFailure::Refused(ReasonCode::NOT_AUTHORIZED))
 }
 
 enum ReadError {
@@ -155,6 +291,10 @@ async fn read_packet(
 /// interval ([MQTT-3.1.2-24] 3.1.1, [MQTT-3.1.2-22] 5.0). Bytes that do not
 /// complete a packet do not count, so a client cannot trickle a packet to
 /// hold its connection for ever.
+///
+/// A client over `[limits] max_messages_per_sec` or `max_bytes_per_sec` is
+/// not disconnected: reads pause until it is back within its rate, TCP's
+/// window fills, and the client slows down (back-pressure, as in EMQX).
 async fn read_loop(
     shared: &Arc<Shared>,
     conn: ConnId,
@@ -168,6 +308,7 @@ async fn read_loop(
     let keep_alive_ms = u64::try_from(keep_alive.as_millis()).unwrap_or(u64::MAX);
     let clock = shared.runtime.clock;
     let mut deadline = clock.now().saturating_add(keep_alive_ms);
+    let mut rate = shared.limits.client_rate(clock.now());
     loop {
         loop {
             match decoder.decode(buf) {
@@ -191,11 +332,20 @@ async fn read_loop(
         }
         if !packets.is_empty() {
             let batch = std::mem::take(&mut packets);
+            let publishes = batch.iter().filter(|p| matches!(p, Packet::Publish(_))).count();
             let now = shared.with_broker(|broker, now| {
                 batch.into_iter().for_each(|p| broker.handle_packet(conn, p, now));
                 now
             });
             deadline = now.saturating_add(keep_alive_ms);
+            rate.received(publishes, now);
+        }
+        let now = clock.now();
+        if let Some(resume_at) = rate.resume_at(now) {
+            shared.limits.paused(conn, &mut rate, resume_at, now);
+            tokio::time::sleep_until(clock.instant(resume_at)).await;
+            // The pause is the broker's doing: it must not use up the client's keep alive.
+            deadline = deadline.max(resume_at.saturating_add(keep_alive_ms));
         }
         if buf.is_empty() && buf.capacity() > BUFFER_KEEP_MAX {
             *buf = BytesMut::new();
@@ -216,6 +366,9 @@ async fn read_loop(
                 }
             }
         };
+        if let Ok(n) = &result {
+            rate.read(*n, clock.now());
+        }
         match result {
             Ok(0) => return End::PeerClosed,
             // A read that filled the buffer suggests more is waiting: read more at once next time.
@@ -246,14 +399,14 @@ async fn write_loop(
                 if let Err(error) = encode(packet, version, &mut out) {
                     tracing::warn!(conn, %error, packet = packet.name(), "packet not sent: cannot encode");
                 }
-            }
-            while out.has_remaining() {
-                match tokio::time::timeout(WRITE_STALL_MAX, writer.write_buf(&mut out)).await {
-                    Ok(Ok(0)) => return End::PeerClosed,
-                    Ok(Ok(_)) => {}
-                    Ok(Err(error)) => return End::Io(error),
-                    Err(_) => return End::Io(std::io::ErrorKind::TimedOut.into()),
+                if out.len() >= WRITE_CHUNK_MAX
+                    && let Err(end) = write_out(writer, &mut out).await
+                {
+                    return end;
                 }
+            }
+            if let Err(end) = write_out(writer, &mut out).await {
+                return end;
             }
             if out.capacity() > BUFFER_KEEP_MAX {
                 out = BytesMut::new();
@@ -273,6 +426,19 @@ async fn write_loop(
         }
         notify.0.wait().await;
     }
+}
+
+/// Writes all of `out`; a peer that takes nothing for `WRITE_STALL_MAX` is given up on.
+async fn write_out(writer: &mut WriteHalf<Box<dyn Stream>>, out: &mut BytesMut) -> Result<(), End> {
+    while out.has_remaining() {
+        match tokio::time::timeout(WRITE_STALL_MAX, writer.write_buf(out)).await {
+            Ok(Ok(0)) => return Err(End::PeerClosed),
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => return Err(End::Io(error)),
+            Err(_) => return Err(End::Io(std::io::ErrorKind::TimedOut.into())),
+        }
+    }
+    Ok(())
 }
 
 async fn write_packets(writer: &mut WriteHalf<Box<dyn Stream>>, version: ProtocolVersion, packets: &[Packet]) {

@@ -2,8 +2,14 @@
 //! task and graceful shutdown. It owns no protocol logic; it moves bytes and
 //! clock readings into the core and packets out of it.
 
+mod certs;
 mod connection;
-pub mod tls;
+mod forwarded;
+mod limits;
+mod listen;
+mod quic;
+mod sys;
+mod tls;
 mod ws;
 
 use std::io;
@@ -15,11 +21,14 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, watch};
 
-use crate::auth::{AnonymousOnly, Authenticator};
+use crate::auth::Authenticator;
 use crate::cluster::node::{ClusterShell, dispatch_from};
-use crate::config::Config;
+use crate::config::{Config, ListenerKind};
 use crate::core::{Broker, Counters, Waker};
-use crate::seam::{self, Accepted, Listener, Millis, Runtime};
+use crate::seam::{self, Millis, Runtime};
+
+pub use self::limits::{Ban, BanKind, BanRequest, LimitStats, Unban};
+pub use self::listen::BoundListener;
 
 /// How long shutdown waits for connections to flush their DISCONNECT, in milliseconds.
 const SHUTDOWN_FLUSH_MAX_MS: Millis = 5_000;
@@ -27,6 +36,8 @@ const SHUTDOWN_FLUSH_MAX_MS: Millis = 5_000;
 /// State shared by every task of one broker instance.
 pub(crate) struct Shared {
     pub broker: Mutex<Broker>,
+    /// Connection rates, bans and the counters of limit hits (`limits.rs`).
+    pub limits: limits::Limits,
     pub runtime: Runtime,
     pub config: Config,
     pub authenticator: Arc<dyn Authenticator>,
@@ -78,11 +89,10 @@ impl Shared {
 #[derive(Clone)]
 pub struct Server {
     shared: Arc<Shared>,
-    local_addr: SocketAddr,
-    /// The TLS listener's address, when `[listeners.tls]` is set.
-    tls_addr: Option<SocketAddr>,
-    /// The WebSocket listener's address, when `[listeners.ws]` is set.
-    ws_addr: Option<SocketAddr>,
+    /// Every listener bound, in the order of `ListenersConfig::entries`.
+    listeners: Arc<Vec<BoundListener>>,
+    /// The certificates of the TLS, WSS and QUIC listeners, for `reload`.
+    cert_sets: Arc<Vec<Arc<certs::CertSet>>>,
     /// The peer address, when this node is a cluster member.
     cluster_addr: Option<SocketAddr>,
     /// The admin API's address, when `[admin] bind` is set.
@@ -91,14 +101,15 @@ pub struct Server {
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server").field("local_addr", &self.local_addr).finish_non_exhaustive()
+        f.debug_struct("Server").field("listeners", &self.listeners).finish_non_exhaustive()
     }
 }
 
 impl Server {
     /// Binds the listener and starts serving.
     pub async fn start(config: Config, runtime: Runtime) -> io::Result<Self> {
-        let authenticator = Arc::new(AnonymousOnly { allow_anonymous: config.allow_anonymous() });
+        // Before anything binds: a bad users or key file stops start-up, naming the file (and line).
+        let authenticator = crate::auth::build(&config, &runtime).map_err(io::Error::other)?;
         Self::start_with(config, runtime, authenticator).await
     }
 
@@ -108,12 +119,16 @@ impl Server {
         runtime: Runtime,
         authenticator: Arc<dyn Authenticator>,
     ) -> io::Result<Self> {
-        let listener = runtime.network.bind(config.listeners.tcp.bind).await?;
-        let local_addr = listener.local_addr()?;
+        // Before anything binds: a bad ACL file stops start-up, naming the file and line.
+        let authorizer =
+            crate::authz::from_config(&config.authz).map_err(|e| io::Error::other(format!("[authz] acl_file {e}")))?;
+        let limits = limits::Limits::new(&config.limits)?;
         let mut rng = seam::rng(config.node.rng_seed);
         // A restart is a new incarnation (ALGORITHM.md, "Nodes"); drawn before the core takes the RNG.
         let incarnation = rand::Rng::random::<u64>(&mut rng);
         let mut broker = Broker::new(config.mqtt.clone(), rng);
+        broker.set_authentication(&authenticator.methods(), authenticator.reauthenticator());
+        broker.set_authorizer(authorizer);
         let cluster = config.cluster.clone().map(|c| {
             let node = bytestring::ByteString::from(config.node.name.clone());
             broker.join_cluster(node.clone(), c.forward, c.forward_timeout_ms, runtime.clock.wall_origin_ms());
@@ -121,6 +136,7 @@ impl Server {
         });
         let shared = Arc::new(Shared {
             broker: Mutex::new(broker),
+            limits,
             runtime: runtime.clone(),
             config,
             authenticator,
@@ -132,35 +148,28 @@ impl Server {
             cluster,
             stop_requested: Notify::new(),
         });
-        runtime.spawn(accept_loop(Arc::clone(&shared), listener));
-        let tls_addr = match &shared.config.listeners.tls {
-            Some(tls) => {
-                let acceptor = tls::acceptor(tls).map_err(io::Error::other)?;
-                let listener = runtime.network.bind(tls.bind).await?;
-                let addr = listener.local_addr()?;
-                runtime.spawn(tls::accept_loop(Arc::clone(&shared), listener, acceptor));
-                tracing::info!(node = %shared.config.node.name, listener = %addr, "broker listening (mqtt tls)");
-                Some(addr)
+        let (listeners, cert_sets) = match listen::start_all(&shared).await {
+            Ok(started) => started,
+            Err(error) => {
+                // Stops the accept loops of the listeners already bound.
+                shared.shutting_down.send_replace(true);
+                return Err(error);
             }
-            None => None,
         };
+        let cert_sets = Arc::new(cert_sets);
+        if !cert_sets.is_empty() {
+            runtime.spawn(certs::watch(Arc::clone(&shared), Arc::clone(&cert_sets)));
+        }
         runtime.spawn(timer_loop(Arc::clone(&shared)));
-        let ws_addr = match &shared.config.listeners.ws {
-            Some(ws) => {
-                let listener = runtime.network.bind(ws.bind).await?;
-                let addr = listener.local_addr()?;
-                runtime.spawn(ws::accept_loop(Arc::clone(&shared), listener));
-                tracing::info!(node = %shared.config.node.name, listener = %addr, path = %ws.path, "broker listening (mqtt over websocket)");
-                Some(addr)
-            }
-            None => None,
-        };
+        if shared.config.sys.interval_secs > 0 {
+            runtime.spawn(sys::publish_loop(Arc::clone(&shared), shared.config.sys.interval_secs));
+        }
         let cluster_addr = match &shared.cluster {
             Some(_) => Some(crate::cluster::node::start(Arc::clone(&shared)).await?),
             None => None,
         };
-        tracing::info!(node = %shared.config.node.name, listener = %local_addr, "broker listening (mqtt tcp)");
-        let server = Self { shared, local_addr, tls_addr, ws_addr, cluster_addr, admin_addr: None };
+        let listeners = Arc::new(listeners);
+        let server = Self { shared, listeners, cert_sets, cluster_addr, admin_addr: None };
         let admin_addr = match server.shared.config.admin.bind {
             Some(bind) => {
                 let listener = runtime.network.bind(bind).await?;
@@ -174,18 +183,47 @@ impl Server {
         Ok(Self { admin_addr, ..server })
     }
 
+    /// The MQTT-over-TCP address: the default TCP listener's, else the first
+    /// TCP listener's, else the first listener's (unspecified when there is none).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.addr_of(ListenerKind::Tcp)
+            .or_else(|| self.listeners.first().map(|l| l.addr))
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
-    /// The TLS listener's address, when it is enabled.
+    /// The TLS listener's address (the default one, else the first), when there is one.
     pub fn tls_addr(&self) -> Option<SocketAddr> {
-        self.tls_addr
+        self.addr_of(ListenerKind::Tls)
     }
 
-    /// The WebSocket listener's address, when it is enabled.
+    /// The WebSocket listener's address (the default one, else the first), when there is one.
     pub fn ws_addr(&self) -> Option<SocketAddr> {
-        self.ws_addr
+        self.addr_of(ListenerKind::Ws)
+    }
+
+    /// The WebSocket-over-TLS listener's address (the default one, else the first), when there is one.
+    pub fn wss_addr(&self) -> Option<SocketAddr> {
+        self.addr_of(ListenerKind::Wss)
+    }
+
+    /// The QUIC listener's UDP address (the default one, else the first), when there is one.
+    pub fn quic_addr(&self) -> Option<SocketAddr> {
+        self.addr_of(ListenerKind::Quic)
+    }
+
+    /// Every listener: kind, name and bound address.
+    pub fn listeners(&self) -> &[BoundListener] {
+        &self.listeners
+    }
+
+    /// The address of the listener `kind:name`.
+    pub fn listener_addr(&self, kind: ListenerKind, name: &str) -> Option<SocketAddr> {
+        self.listeners.iter().find(|l| l.kind == kind && l.name == name).map(|l| l.addr)
+    }
+
+    /// The first listener of a kind: the default one comes first when it is enabled.
+    fn addr_of(&self, kind: ListenerKind) -> Option<SocketAddr> {
+        self.listeners.iter().find(|l| l.kind == kind).map(|l| l.addr)
     }
 
     /// The admin API's address, when it is enabled.
@@ -238,8 +276,31 @@ impl Server {
             remote_routes,
             counters: core.counters.clone(),
             forwards_dropped: shell.forwards_dropped.load(Ordering::Relaxed),
+            forwards_pending: shell.forwards_pending().into_iter().map(|(n, p)| (n.to_string(), p)).collect(),
+            duplicates_settled: shell.duplicates_settled.load(Ordering::Relaxed),
             wills_guarded: shell.wills_guarded(),
         })
+    }
+
+    /// Rereads what can change without a restart: the authentication
+    /// backends' files, the authorization rules and the listeners'
+    /// certificates (new handshakes use them; open connections stay). Each
+    /// part that fails keeps its previous state; the errors are returned, one
+    /// line per part.
+    pub fn reload(&self) -> Result<(), Vec<String>> {
+        let mut errors = Vec::new();
+        for set in self.cert_sets.iter() {
+            if let Err(e) = set.reload() {
+                errors.push(format!("certificates: {e}"));
+            }
+        }
+        if let Err(e) = self.shared.authenticator.reload() {
+            errors.push(format!("authentication: {e}"));
+        }
+        if let Err(e) = self.shared.with_broker(|broker, now| broker.reload_authorizer(now)) {
+            errors.push(format!("authorization: {e}"));
+        }
+        if errors.is_empty() { Ok(()) } else { Err(errors) }
     }
 
     /// What the core has counted so far.
@@ -250,6 +311,22 @@ impl Server {
     /// Live connections.
     pub fn connection_count(&self) -> usize {
         self.shared.live_connections.load(Ordering::Acquire)
+    }
+
+    /// The client ids with a live connection on this node, sorted (read-only;
+    /// the simulator checks that no client id is live on two nodes).
+    pub fn connected_clients(&self) -> Vec<String> {
+        self.shared.broker.lock().connected_clients().into_iter().map(|c| c.to_string()).collect()
+    }
+
+    /// The winning retained write of every topic this node knows, clears
+    /// included, sorted by topic (read-only; empty outside a cluster). Each
+    /// carries its stamp and writer, and the message this node's retained
+    /// store holds for the topic.
+    pub fn retained_writes(&self) -> Vec<crate::core::cluster::RetainedUpdate> {
+        let mut writes = self.shared.broker.lock().retained_snapshot();
+        writes.sort_by(|a, b| a.topic.cmp(&b.topic));
+        writes
     }
 
     /// Stops accepting, sends MQTT 5 clients DISCONNECT 0x8B, waits for
@@ -269,40 +346,6 @@ impl Server {
         }
         tracing::info!(node = %self.shared.config.node.name, "broker stopped");
     }
-}
-
-async fn accept_loop(shared: Arc<Shared>, mut listener: Box<dyn Listener>) {
-    let mut shutdown = shared.shutting_down.subscribe();
-    let max = shared.config.listeners.tcp.max_connections.get();
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = shutdown.wait_for(|stop| *stop) => return,
-        };
-        match accepted {
-            Ok(accepted) => {
-                let task_shared = Arc::clone(&shared);
-                shared.runtime.spawn(serve_accepted(task_shared, accepted, max));
-            }
-            Err(error) => {
-                // Typically EMFILE: back off instead of spinning.
-                tracing::warn!(%error, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
-/// Serves one accepted stream (TCP, or TLS after its handshake), unless the
-/// broker already holds `max` connections.
-async fn serve_accepted(shared: Arc<Shared>, accepted: Accepted, max: usize) {
-    if shared.live_connections.fetch_add(1, Ordering::AcqRel) >= max {
-        shared.live_connections.fetch_sub(1, Ordering::AcqRel);
-        return tracing::warn!(peer = %accepted.peer, max, "connection refused: listener at max_connections");
-    }
-    let conn = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
-    connection::serve(&shared, conn, accepted).await;
-    shared.live_connections.fetch_sub(1, Ordering::AcqRel);
 }
 
 async fn timer_loop(shared: Arc<Shared>) {

@@ -6,9 +6,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use futures_util::{Sink, Stream as FuturesStream};
@@ -18,48 +16,34 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use super::{Shared, serve_accepted};
-use crate::seam::{Accepted, Listener, Stream};
+use super::forwarded;
+use crate::config::WsOptions;
+use crate::seam::{Accepted, Stream};
 
 /// Subprotocols accepted, in order of preference ([MQTT-6.0.0-3]: "mqtt").
 const SUBPROTOCOLS: [&str; 3] = ["mqtt", "mqttv3.1.1", "mqttv3.1"];
 
-/// Accepts sockets, upgrades each in its own task, and serves those that upgrade.
-pub(super) async fn accept_loop(shared: Arc<Shared>, mut listener: Box<dyn Listener>) {
-    let Some(config) = shared.config.listeners.ws.clone() else { return };
-    let upgrade_max = Duration::from_secs(u64::from(config.connect_timeout_secs.get()));
-    let mut shutdown = shared.shutting_down.subscribe();
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = shutdown.wait_for(|stop| *stop) => return,
-        };
-        let accepted = match accepted {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                tracing::warn!(%error, "WebSocket accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let path = config.path.clone();
-        let max = config.max_connections.get();
-        let task_shared = Arc::clone(&shared);
-        shared.runtime.spawn(async move {
-            let peer = accepted.peer;
-            // The callback's error type is tungstenite's (an HTTP response), not ours to shrink.
-            #[allow(clippy::result_large_err)]
-            let callback = |request: &Request, response| choose(request, response, &path);
-            let upgrade = tokio_tungstenite::accept_hdr_async(accepted.stream, callback);
-            let ws = match tokio::time::timeout(upgrade_max, upgrade).await {
-                Ok(Ok(ws)) => ws,
-                Ok(Err(error)) => return tracing::info!(%peer, %error, "WebSocket upgrade failed"),
-                Err(_) => return tracing::info!(%peer, "WebSocket upgrade timed out"),
-            };
-            let stream = WsStream { ws, reading: Bytes::new() };
-            serve_accepted(task_shared, Accepted { stream: Box::new(stream), peer }, max).await;
-        });
+/// Runs the HTTP upgrade on an accepted stream (plain, or TLS for wss); the
+/// result carries MQTT bytes, and the client's address when a trusted proxy
+/// forwarded it (`proxy_address_header`).
+pub(super) async fn upgrade(accepted: Accepted, options: &WsOptions) -> Result<Accepted, String> {
+    let mut peer = accepted.peer;
+    // The callback's error type is tungstenite's (an HTTP response), not ours to shrink.
+    #[allow(clippy::result_large_err)]
+    let callback = |request: &Request, response| {
+        if let Some(header) = &options.proxy_address_header {
+            let values = request.headers().get_all(header.as_str()).iter().filter_map(|v| v.to_str().ok());
+            peer = forwarded::client_addr(peer, values, &options.trusted_proxies);
+        }
+        choose(request, response, &options.path)
+    };
+    let ws = tokio_tungstenite::accept_hdr_async(accepted.stream, callback)
+        .await
+        .map_err(|e| format!("WebSocket upgrade failed: {e}"))?;
+    if peer != accepted.peer {
+        tracing::debug!(proxy = %accepted.peer, client = %peer, "client address forwarded by a trusted proxy");
     }
+    Ok(Accepted { stream: Box::new(WsStream { ws, reading: Bytes::new() }), peer })
 }
 
 /// Checks the path and picks the subprotocol of the upgrade.

@@ -128,7 +128,7 @@ fn arbitrary_bytes_never_panic() {
         }
         for version in [None, Some(V3), Some(V4), Some(V5)] {
             let _ = decode_packet(version, Bytes::from(bytes.clone()));
-            let mut d = Decoder { max_packet_size: 128, version };
+            let mut d = Decoder { max_packet_size: 128, version, max_user_properties: usize::MAX };
             let mut buf = BytesMut::from(&bytes[..]);
             while let Ok(Some(_)) = d.decode(&mut buf) {}
         }
@@ -163,4 +163,55 @@ fn mutated_valid_packets_never_panic() {
             }
         }
     }
+}
+
+// ---------- User property cap ----------
+
+/// A v5 PUBLISH to "t" carrying `n` user properties ("k" = "v").
+fn publish_with_user_properties(n: usize) -> Vec<u8> {
+    let props = (0..n).fold(B::new(), |b, _| b.u8(0x26).str("k").str("v"));
+    B::new().str("t").props(props).raw(b"x").frame(0x30)
+}
+
+#[test]
+fn user_properties_up_to_the_cap_decode() {
+    let mut d = Decoder::with_version(V5, 64 * 1024);
+    d.set_max_user_properties(3);
+    let Some(Packet::Publish(p)) = d.decode(&mut BytesMut::from(&publish_with_user_properties(3)[..])).unwrap() else {
+        panic!("a publish")
+    };
+    assert_eq!(p.properties.user_properties.len(), 3);
+}
+
+#[test]
+fn user_properties_beyond_the_cap_are_refused_with_quota_exceeded() {
+    let mut d = Decoder::with_version(V5, 64 * 1024);
+    d.set_max_user_properties(3);
+    let err = d.decode(&mut BytesMut::from(&publish_with_user_properties(4)[..])).unwrap_err();
+    assert_eq!(err.reason_code(), ReasonCode::QUOTA_EXCEEDED, "{err}");
+}
+
+#[test]
+fn the_cap_reaches_the_will_properties_of_a_connect() {
+    let will_props = (0..2).fold(B::new(), |b, _| b.u8(0x26).str("k").str("v"));
+    // Flags 0x06: clean start and a will at QoS 0.
+    let connect = connect_body("MQTT", 5, 0x06).str("c").props(will_props).str("w").bin(b"p");
+    let bytes = connect.frame(0x10);
+    let mut d = Decoder::new(64 * 1024);
+    d.set_max_user_properties(1);
+    let err = d.decode(&mut BytesMut::from(&bytes[..])).unwrap_err();
+    assert_eq!(err.reason_code(), ReasonCode::QUOTA_EXCEEDED, "{err}");
+    let mut d = Decoder::new(64 * 1024);
+    d.set_max_user_properties(2);
+    assert!(matches!(d.decode(&mut BytesMut::from(&bytes[..])).unwrap(), Some(Packet::Connect(_))));
+}
+
+#[test]
+fn without_a_cap_thousands_of_user_properties_decode() {
+    let mut d = Decoder::with_version(V5, 1024 * 1024);
+    let Some(Packet::Publish(p)) = d.decode(&mut BytesMut::from(&publish_with_user_properties(5000)[..])).unwrap()
+    else {
+        panic!("a publish")
+    };
+    assert_eq!(p.properties.user_properties.len(), 5000);
 }

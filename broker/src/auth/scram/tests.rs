@@ -1,0 +1,118 @@
+use super::*;
+use crate::auth::password::format_scram;
+use rand::SeedableRng;
+
+/// RFC 7677 section 3: user "user", password "pencil".
+const SALT: &str = "W22ZaJ0SNY7soEsUEjb6gQ==";
+const CLIENT_FIRST: &str = "n,,n=user,r=rOprNGfwEbeRWgbNEkqO";
+const SERVER_NONCE: &str = "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0";
+const SERVER_FIRST: &str = "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
+const CLIENT_FINAL: &str =
+    "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
+const SERVER_FINAL: &str = "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=";
+
+fn users(name: &str, password: &[u8]) -> Arc<UserDb> {
+    let salt = BASE64.decode(SALT).expect("salt");
+    let entry = format_scram(&ScramKeys::derive(password, &salt, 4096));
+    let path = std::env::temp_dir().join(format!("scram-users-{}-{name}", std::process::id()));
+    std::fs::write(
+        &path,
+        format!("user:{entry}\nplain:$sha256$s$0000000000000000000000000000000000000000000000000000000000000000\n"),
+    )
+    .expect("write");
+    let db = UserDb::load(&path).expect("users");
+    let _ = std::fs::remove_file(&path);
+    Arc::new(db)
+}
+
+fn exchange(db: Arc<UserDb>, connect_username: Option<&str>) -> ScramExchange {
+    let mut exchange = Scram::new(db, StdRng::seed_from_u64(1)).exchange(connect_username);
+    exchange.server_nonce = SERVER_NONCE.to_owned();
+    exchange
+}
+
+fn text(step: &AuthStep) -> &str {
+    match step {
+        AuthStep::Continue(data) | AuthStep::Success(Some(data)) => std::str::from_utf8(data).expect("utf-8"),
+        other => panic!("expected data, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_rfc_7677_exchange_succeeds_with_the_rfc_messages() {
+    let mut scram = exchange(users("rfc", b"pencil"), None);
+    let first = scram.step(CLIENT_FIRST.as_bytes());
+    assert_eq!(text(&first), SERVER_FIRST);
+    let last = scram.step(CLIENT_FINAL.as_bytes());
+    assert!(matches!(last, AuthStep::Success(_)), "{last:?}");
+    assert_eq!(text(&last), SERVER_FINAL);
+    assert_eq!(scram.user(), Some("user"));
+    assert_eq!(scram.step(b"again"), REFUSED, "a finished exchange takes no more steps");
+}
+
+#[test]
+fn a_wrong_password_fails_at_the_proof() {
+    let mut scram = exchange(users("wrong", b"not pencil"), None);
+    assert_eq!(text(&scram.step(CLIENT_FIRST.as_bytes())), SERVER_FIRST);
+    assert_eq!(scram.step(CLIENT_FINAL.as_bytes()), REFUSED);
+    assert_eq!(scram.user(), None);
+}
+
+#[test]
+fn an_unknown_user_gets_a_stable_made_up_salt_and_fails() {
+    let db = users("unknown", b"pencil");
+    let first = |db: Arc<UserDb>| {
+        let mut scram = exchange(db, None);
+        let step = scram.step(b"n,,n=nobody,r=abc");
+        (text(&step).to_owned(), scram)
+    };
+    let (a, mut scram) = first(Arc::clone(&db));
+    let (b, _) = first(db);
+    assert_eq!(a, b, "the same user always sees the same salt");
+    assert!(a.ends_with(",i=4096"), "{a}");
+    let final_message = format!("c=biws,r=abc{SERVER_NONCE},p={}", BASE64.encode([0u8; 32]));
+    assert_eq!(scram.step(final_message.as_bytes()), REFUSED);
+}
+
+#[test]
+fn users_without_a_scram_entry_cannot_use_scram() {
+    let mut scram = exchange(users("plain", b"pencil"), None);
+    scram.step(b"n,,n=plain,r=abc");
+    let final_message = format!("c=biws,r=abc{SERVER_NONCE},p={}", BASE64.encode([0u8; 32]));
+    assert_eq!(scram.step(final_message.as_bytes()), REFUSED);
+}
+
+#[test]
+fn the_connect_user_name_must_be_the_scram_user() {
+    let mut scram = exchange(users("mismatch", b"pencil"), Some("someone-else"));
+    assert_eq!(scram.step(CLIENT_FIRST.as_bytes()), REFUSED);
+    let mut scram = exchange(users("match", b"pencil"), Some("user"));
+    assert_eq!(text(&scram.step(CLIENT_FIRST.as_bytes())), SERVER_FIRST);
+}
+
+#[test]
+fn malformed_messages_are_refused_as_a_bad_method() {
+    for first in [
+        "",
+        "p=tls-unique,,n=user,r=abc",
+        "n,a=admin,n=user,r=abc",
+        "n,,r=abc",
+        "n,,n=user",
+        "n,,n=us=41er,r=a",
+        "n,,n=user,r=a,m=ext",
+    ] {
+        let mut scram = exchange(users("malformed", b"pencil"), None);
+        assert_eq!(scram.step(first.as_bytes()), MALFORMED, "{first:?}");
+    }
+    let mut scram = exchange(users("badfinal", b"pencil"), None);
+    scram.step(CLIENT_FIRST.as_bytes());
+    let other_nonce = CLIENT_FINAL.replace("k0,p", "k1,p");
+    assert_eq!(scram.step(other_nonce.as_bytes()), MALFORMED, "the nonce must be the server's");
+}
+
+#[test]
+fn sasl_names_decode_their_escapes() {
+    assert_eq!(decode_saslname("a=2Cb=3Dc").as_deref(), Some("a,b=c"));
+    assert_eq!(decode_saslname("a=41"), None);
+    assert_eq!(decode_saslname("a="), None);
+}

@@ -1,0 +1,532 @@
+//! Limits the shell enforces around the core: connection rates per listener
+//! and per source address (checked as sockets are accepted), bans (checked
+//! at CONNECT, and enforced on live clients when added), the per-client
+//! message and byte rates of the reader, and the counters of every limit hit.
+//!
+//! Every limit hit is counted here (`/api/v1/stats`, `"limits"`) and logged
+//! once per client, address or ban, not once per packet or socket.
+
+mod bans;
+mod bucket;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use mqtt_codec::{Connect, ReasonCode};
+use parking_lot::Mutex;
+use serde::Serialize;
+
+pub use self::bans::{Ban, BanKind, BanRequest, Unban};
+use self::bans::{Bans, canonical, mask};
+use self::bucket::Bucket;
+use super::{Server, Shared};
+use crate::config::LimitsConfig;
+use crate::core::ConnId;
+use crate::hash::AHashMap;
+use crate::seam::Millis;
+
+/// The shell's limit state, one per broker.
+pub(crate) struct Limits {
+    config: LimitsConfig,
+    /// Per listener (`tcp:default`, ...): as many as there are listeners.
+    listeners: Mutex<AHashMap<String, Throttle>>,
+    per_ip: Mutex<IpTable>,
+    bans: Mutex<Bans>,
+    /// Live clients, so that a new ban can close the ones it matches.
+    live: Mutex<AHashMap<ConnId, LiveClient>>,
+    counters: LimitCounters,
+    /// Whether a refusal for `max_connections` was logged since a connection was last admitted.
+    max_connections_logged: AtomicBool,
+}
+
+impl std::fmt::Debug for Limits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limits").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// A rate-limited source, and whether its current run of refusals was logged.
+struct Throttle {
+    bucket: Bucket,
+    refusing: bool,
+}
+
+/// Connection buckets per source address, at most `max_tracked_ips`.
+struct IpTable {
+    buckets: AHashMap<IpAddr, Throttle>,
+    /// No sweep for idle entries before this reading: a full table of busy
+    /// addresses would otherwise be scanned at every accept.
+    next_sweep: Millis,
+}
+
+struct LiveClient {
+    client_id: String,
+    username: Option<String>,
+    ip: IpAddr,
+}
+
+/// Every limit hit, counted.
+#[derive(Debug, Default)]
+struct LimitCounters {
+    refused_max_connections: AtomicU64,
+    refused_listener_rate: AtomicU64,
+    refused_ip_rate: AtomicU64,
+    ip_table_full: AtomicU64,
+    refused_banned: AtomicU64,
+    kicked_banned: AtomicU64,
+    clients_throttled: AtomicU64,
+    read_pauses: AtomicU64,
+    /// Connections the broker closed, by the reason it gave (or would give
+    /// an MQTT 5 client): receive maximum, packet too large, quota, keep alive ...
+    closed_by_reason: Mutex<BTreeMap<u8, u64>>,
+}
+
+/// What `/api/v1/stats` shows under `"limits"`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LimitStats {
+    /// Sockets closed at accept because the listener held `max_connections`.
+    pub refused_max_connections: u64,
+    /// Sockets closed at accept by `max_conn_rate`.
+    pub refused_listener_rate: u64,
+    /// Sockets closed at accept by `max_conn_rate_per_ip`.
+    pub refused_ip_rate: u64,
+    /// Sockets admitted unlimited because `max_tracked_ips` addresses were busy.
+    pub ip_table_full: u64,
+    /// CONNECTs refused by a ban.
+    pub refused_banned: u64,
+    /// Live clients closed when a ban was added.
+    pub kicked_banned: u64,
+    /// Clients whose reads were paused by a message or byte rate at least once.
+    pub clients_throttled: u64,
+    /// Pauses of reads by a message or byte rate.
+    pub read_pauses: u64,
+    /// Source addresses tracked for `max_conn_rate_per_ip`.
+    pub tracked_ips: usize,
+    pub bans: usize,
+    /// Connections the broker closed, by reason ("0x93 Receive Maximum exceeded": 2).
+    pub closed_by_reason: BTreeMap<String, u64>,
+}
+
+impl Limits {
+    /// The limits of `config`, with the bans of its bans file.
+    pub(crate) fn new(config: &LimitsConfig) -> std::io::Result<Self> {
+        let bans = Bans::load(config.bans_file.as_deref()).map_err(std::io::Error::other)?;
+        Ok(Self {
+            config: config.clone(),
+            listeners: Mutex::new(AHashMap::new()),
+            per_ip: Mutex::new(IpTable { buckets: AHashMap::new(), next_sweep: 0 }),
+            bans: Mutex::new(bans),
+            live: Mutex::new(AHashMap::new()),
+            counters: LimitCounters::default(),
+            max_connections_logged: AtomicBool::new(false),
+        })
+    }
+
+    /// Whether a socket just accepted by `listener` from `peer` may be served
+    /// (`max_conn_rate`, then `max_conn_rate_per_ip`). A refused socket is
+    /// closed before a byte is read: that is the cheapest answer to a flood.
+    pub(crate) fn admit(&self, listener: &str, peer: SocketAddr, now: Millis) -> bool {
+        let c = &self.config;
+        if c.max_conn_rate > 0 {
+            let mut listeners = self.listeners.lock();
+            if !listeners.contains_key(listener)
+                && let Some(bucket) = Bucket::new(c.max_conn_rate, c.max_conn_burst, now)
+            {
+                listeners.insert(listener.to_owned(), Throttle { bucket, refusing: false });
+            }
+            if let Some(throttle) = listeners.get_mut(listener)
+                && !throttle.admit(now)
+            {
+                self.counters.refused_listener_rate.fetch_add(1, Ordering::Relaxed);
+                if !std::mem::replace(&mut throttle.refusing, true) {
+                    tracing::warn!(
+                        listener,
+                        rate = c.max_conn_rate,
+                        "connections refused: listener over max_conn_rate"
+                    );
+                }
+                return false;
+            }
+        }
+        if c.max_conn_rate_per_ip > 0 && !self.admit_ip(peer.ip(), now) {
+            self.counters.refused_ip_rate.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    fn admit_ip(&self, ip: IpAddr, now: Millis) -> bool {
+        let c = &self.config;
+        let key = source_key(ip);
+        let mut table = self.per_ip.lock();
+        if !table.buckets.contains_key(&key) && table.buckets.len() >= c.max_tracked_ips.get() {
+            if now >= table.next_sweep {
+                table.buckets.retain(|_, t| !t.bucket.is_full(now));
+                let fill_ms =
+                    Bucket::new(c.max_conn_rate_per_ip, c.max_conn_burst_per_ip, now).map_or(0, |b| b.fill_ms());
+                table.next_sweep = now.saturating_add(fill_ms.max(1));
+            }
+            if table.buckets.len() >= c.max_tracked_ips.get() {
+                // Every tracked address is busy: refusing unknown ones would
+                // let a large botnet lock out everyone else.
+                if self.counters.ip_table_full.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tracing::warn!(
+                        max_tracked_ips = c.max_tracked_ips.get(),
+                        "per-address rate table full: new addresses are not limited"
+                    );
+                }
+                return true;
+            }
+        }
+        let Some(bucket) = Bucket::new(c.max_conn_rate_per_ip, c.max_conn_burst_per_ip, now) else { return true };
+        let throttle = table.buckets.entry(key).or_insert(Throttle { bucket, refusing: false });
+        let admitted = throttle.admit(now);
+        if !admitted && !std::mem::replace(&mut throttle.refusing, true) {
+            tracing::warn!(%ip, rate = c.max_conn_rate_per_ip, "connections refused: source address over max_conn_rate_per_ip");
+        }
+        admitted
+    }
+
+    /// Counts (and logs once per run) a socket refused for `max_connections`.
+    pub(crate) fn refused_max_connections(&self, peer: SocketAddr, max: usize) {
+        self.counters.refused_max_connections.fetch_add(1, Ordering::Relaxed);
+        if !self.max_connections_logged.swap(true, Ordering::Relaxed) {
+            tracing::warn!(%peer, max, "connections refused: listener at max_connections");
+        }
+    }
+
+    /// A connection was admitted under `max_connections`: the next refusal is news again.
+    pub(crate) fn admitted(&self) {
+        self.max_connections_logged.store(false, Ordering::Relaxed);
+    }
+
+    /// The refusal for a CONNECT that a ban in force at `wall_ms` matches:
+    /// 0x8A Banned for MQTT 5; MQTT 3.1 / 3.1.1 have no such return code,
+    /// and the nearest is 5, not authorized.
+    pub(crate) fn check_banned(&self, connect: &Connect, peer: SocketAddr, wall_ms: u64) -> Result<(), ReasonCode> {
+        let username = connect.username.as_deref();
+        let Some((ban, first)) = self.bans.lock().matching(&connect.client_id, username, peer.ip(), wall_ms) else {
+            return Ok(());
+        };
+        self.counters.refused_banned.fetch_add(1, Ordering::Relaxed);
+        if first {
+            tracing::info!(%peer, client_id = %connect.client_id, kind = %ban.kind, value = %ban.value, "connection refused: banned (logged once per ban)");
+        }
+        Err(if connect.protocol.is_v5() { ReasonCode::BANNED } else { ReasonCode::NOT_AUTHORIZED })
+    }
+
+    /// Counts a connection the broker closed, by the reason it gave.
+    pub(crate) fn closed(&self, reason: ReasonCode) {
+        if reason.is_error() {
+            *self.counters.closed_by_reason.lock().entry(reason.0).or_default() += 1;
+        }
+    }
+
+    /// The message and byte rates of one client's reads.
+    pub(crate) fn client_rate(&self, now: Millis) -> ClientRate {
+        let c = &self.config;
+        ClientRate {
+            messages: Bucket::new(c.max_messages_per_sec, 0, now),
+            bytes: Bucket::new(c.max_bytes_per_sec, 0, now),
+            paused: false,
+        }
+    }
+
+    /// Counts a pause of `conn`'s reads; the first of a client is logged.
+    pub(crate) fn paused(&self, conn: ConnId, rate: &mut ClientRate, resume_at: Millis, now: Millis) {
+        self.counters.read_pauses.fetch_add(1, Ordering::Relaxed);
+        if !std::mem::replace(&mut rate.paused, true) {
+            self.counters.clients_throttled.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                conn,
+                pause_ms = resume_at.saturating_sub(now),
+                max_messages_per_sec = self.config.max_messages_per_sec,
+                max_bytes_per_sec = self.config.max_bytes_per_sec,
+                "client over its message or byte rate: reads paused (logged once per client)"
+            );
+        }
+    }
+
+    fn stats(&self) -> LimitStats {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        LimitStats {
+            refused_max_connections: get(&c.refused_max_connections),
+            refused_listener_rate: get(&c.refused_listener_rate),
+            refused_ip_rate: get(&c.refused_ip_rate),
+            ip_table_full: get(&c.ip_table_full),
+            refused_banned: get(&c.refused_banned),
+            kicked_banned: get(&c.kicked_banned),
+            clients_throttled: get(&c.clients_throttled),
+            read_pauses: get(&c.read_pauses),
+            tracked_ips: self.per_ip.lock().buckets.len(),
+            bans: self.bans.lock().len(),
+            closed_by_reason: c
+                .closed_by_reason
+                .lock()
+                .iter()
+                .map(|(code, n)| (ReasonCode(*code).to_string(), *n))
+                .collect(),
+        }
+    }
+}
+
+impl Throttle {
+    /// Takes a token; the refusal flag is cleared once one is granted again.
+    fn admit(&mut self, now: Millis) -> bool {
+        let admitted = self.bucket.try_take(1, now);
+        if admitted {
+            self.refusing = false;
+        }
+        admitted
+    }
+}
+
+/// The key of a source address: IPv4 as is, IPv6 by its /64, which one
+/// subscriber line usually gets whole.
+fn source_key(ip: IpAddr) -> IpAddr {
+    match canonical(ip) {
+        v6 @ IpAddr::V6(_) => mask(v6, 64),
+        v4 => v4,
+    }
+}
+
+/// One client's message and byte buckets (`max_messages_per_sec`,
+/// `max_bytes_per_sec`). The reader charges what it read and, while a bucket
+/// is in debt, does not read: TCP then pushes back on the client.
+#[derive(Debug)]
+pub(crate) struct ClientRate {
+    messages: Option<Bucket>,
+    bytes: Option<Bucket>,
+    /// Reads were paused at least once (logged and counted once).
+    paused: bool,
+}
+
+impl ClientRate {
+    pub(crate) fn read(&mut self, bytes: usize, now: Millis) {
+        if let Some(bucket) = &mut self.bytes {
+            bucket.charge(u64::try_from(bytes).unwrap_or(u64::MAX), now);
+        }
+    }
+
+    pub(crate) fn received(&mut self, publishes: usize, now: Millis) {
+        if let Some(bucket) = self.messages.as_mut().filter(|_| publishes > 0) {
+            bucket.charge(u64::try_from(publishes).unwrap_or(u64::MAX), now);
+        }
+    }
+
+    /// When reading may go on, if not now.
+    pub(crate) fn resume_at(&mut self, now: Millis) -> Option<Millis> {
+        let messages = self.messages.as_mut().and_then(|b| b.repaid_at(now));
+        let bytes = self.bytes.as_mut().and_then(|b| b.repaid_at(now));
+        messages.max(bytes)
+    }
+}
+
+/// Records a live client so that a later ban can close it; the guard
+/// forgets it. A ban added between the CONNECT's check and this closes it here.
+pub(crate) fn register<'a>(
+    shared: &'a Shared,
+    conn: ConnId,
+    client_id: &str,
+    username: Option<&str>,
+    peer: SocketAddr,
+) -> Registration<'a> {
+    let client = LiveClient { client_id: client_id.to_owned(), username: username.map(str::to_owned), ip: peer.ip() };
+    shared.limits.live.lock().insert(conn, client);
+    let wall_ms = wall_now(shared);
+    let banned = shared.limits.bans.lock().matching(client_id, username, peer.ip(), wall_ms).is_some();
+    if banned {
+        kick(shared, &[conn]);
+    }
+    Registration { limits: &shared.limits, conn }
+}
+
+/// Forgets a live client when its connection task ends.
+pub(crate) struct Registration<'a> {
+    limits: &'a Limits,
+    conn: ConnId,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.limits.live.lock().remove(&self.conn);
+    }
+}
+
+fn wall_now(shared: &Shared) -> u64 {
+    shared.runtime.clock.wall_ms(shared.now())
+}
+
+/// Closes connections for a ban: DISCONNECT 0x98 (Administrative action) to
+/// an MQTT 5 client, then the close; the will is published as for any
+/// connection the server ends.
+fn kick(shared: &Shared, conns: &[ConnId]) {
+    if conns.is_empty() {
+        return;
+    }
+    shared.limits.counters.kicked_banned.fetch_add(conns.len() as u64, Ordering::Relaxed);
+    shared.with_broker(|broker, now| {
+        for &conn in conns {
+            broker.protocol_error(conn, ReasonCode::ADMINISTRATIVE_ACTION, "banned", now);
+        }
+    });
+}
+
+/// The bans API (`/api/v1/bans`, `broker ctl ban`) and the limit counters.
+impl Server {
+    /// The bans in force.
+    pub fn bans(&self) -> Vec<Ban> {
+        let mut bans = self.shared.limits.bans.lock();
+        bans.purge(wall_now(&self.shared));
+        bans.list()
+    }
+
+    /// Adds (or replaces) a ban and closes the live clients it matches; returns
+    /// the ban as stored and how many clients it closed.
+    pub fn ban(&self, request: BanRequest) -> Result<(Ban, usize), String> {
+        let shared = &self.shared;
+        let wall_ms = wall_now(shared);
+        let until_ms = request.duration_secs.map(|secs| wall_ms.saturating_add(secs.saturating_mul(1000)));
+        let ban = Ban { kind: request.kind, value: request.value, until_ms, reason: request.reason };
+        let ban = {
+            let mut bans = shared.limits.bans.lock();
+            bans.purge(wall_ms);
+            bans.add(ban)?
+        };
+        let matched: Vec<ConnId> = {
+            let live = shared.limits.live.lock();
+            live.iter()
+                .filter(|(_, c)| ban.matches(&c.client_id, c.username.as_deref(), c.ip))
+                .map(|(conn, _)| *conn)
+                .collect()
+        };
+        tracing::info!(kind = %ban.kind, value = %ban.value, until_ms = ?ban.until_ms, closed = matched.len(), "ban added");
+        kick(shared, &matched);
+        Ok((ban, matched.len()))
+    }
+
+    /// Removes a ban; false if there was none.
+    pub fn unban(&self, unban: &Unban) -> Result<bool, String> {
+        let mut bans = self.shared.limits.bans.lock();
+        let removed = bans.remove(unban.kind, &unban.value)?;
+        if removed {
+            tracing::info!(kind = %unban.kind, value = %unban.value, "ban removed");
+        }
+        Ok(removed)
+    }
+
+    /// What the shell's limits refused, paused and closed so far.
+    pub fn limit_stats(&self) -> LimitStats {
+        self.shared.limits.stats()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(configure: impl FnOnce(&mut LimitsConfig)) -> Limits {
+        let mut config = LimitsConfig::default();
+        configure(&mut config);
+        Limits::new(&config).expect("no bans file")
+    }
+
+    fn peer(text: &str) -> SocketAddr {
+        SocketAddr::new(text.parse().expect("an address"), 40000)
+    }
+
+    #[test]
+    fn by_default_nothing_is_rate_limited() {
+        let l = limits(|_| {});
+        assert!((0..10_000).all(|_| l.admit("tcp:default", peer("127.0.0.1"), 0)));
+        assert_eq!(l.stats().tracked_ips, 0, "no table is kept for a limit that is off");
+    }
+
+    #[test]
+    fn the_listener_rate_covers_every_address_and_each_listener_apart() {
+        let l = limits(|c| {
+            c.max_conn_rate = 2;
+            c.max_conn_burst = 2;
+        });
+        assert!(l.admit("tcp:default", peer("127.0.0.1"), 0));
+        assert!(l.admit("tcp:default", peer("127.0.0.2"), 0));
+        assert!(!l.admit("tcp:default", peer("127.0.0.3"), 0));
+        assert!(l.admit("ws:default", peer("127.0.0.3"), 0), "another listener has its own bucket");
+        assert!(l.admit("tcp:default", peer("127.0.0.3"), 500), "half a second refills one at 2/s");
+        assert_eq!(l.stats().refused_listener_rate, 1);
+    }
+
+    #[test]
+    fn the_per_address_rate_refuses_one_source_and_not_another() {
+        let l = limits(|c| {
+            c.max_conn_rate_per_ip = 1;
+            c.max_conn_burst_per_ip = 3;
+        });
+        let flood = (0..10).filter(|_| l.admit("tcp:default", peer("192.0.2.1"), 0)).count();
+        assert_eq!(flood, 3, "the burst, then nothing");
+        assert!(l.admit("tcp:default", peer("192.0.2.2"), 0));
+        assert!(l.admit("tcp:default", peer("192.0.2.1"), 1000), "one second refills one");
+        assert_eq!(l.stats().refused_ip_rate, 7);
+    }
+
+    #[test]
+    fn an_ipv6_source_is_limited_by_its_64() {
+        let l = limits(|c| c.max_conn_rate_per_ip = 1);
+        assert!(l.admit("tcp:default", peer("2001:db8:0:1::1"), 0));
+        assert!(!l.admit("tcp:default", peer("2001:db8:0:1::2"), 0), "same /64");
+        assert!(l.admit("tcp:default", peer("2001:db8:0:2::1"), 0), "another /64");
+    }
+
+    #[test]
+    fn the_address_table_is_bounded_and_forgets_idle_addresses() {
+        let l = limits(|c| {
+            c.max_conn_rate_per_ip = 10;
+            c.max_tracked_ips = 4.try_into().expect("not zero");
+        });
+        for i in 0..4 {
+            assert!(l.admit("tcp:default", peer(&format!("10.0.0.{i}")), 0));
+        }
+        // All four are busy: a fifth address is admitted, not tracked.
+        assert!(l.admit("tcp:default", peer("10.0.0.9"), 0));
+        assert_eq!(l.stats().tracked_ips, 4);
+        assert_eq!(l.stats().ip_table_full, 1);
+        // A second later the four buckets are full again: they are forgotten.
+        assert!(l.admit("tcp:default", peer("10.0.0.9"), 1000));
+        assert_eq!(l.stats().tracked_ips, 1);
+    }
+
+    #[test]
+    fn closures_are_counted_by_reason() {
+        let l = limits(|_| {});
+        l.closed(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED);
+        l.closed(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED);
+        l.closed(ReasonCode::NORMAL_DISCONNECTION);
+        let stats = l.stats();
+        assert_eq!(stats.closed_by_reason.get("0x93 Receive Maximum exceeded"), Some(&2));
+        assert_eq!(stats.closed_by_reason.len(), 1, "a normal disconnection is no limit hit");
+    }
+
+    #[test]
+    fn a_client_over_its_byte_rate_waits_for_the_debt() {
+        let l = limits(|c| c.max_bytes_per_sec = 1000);
+        let mut rate = l.client_rate(0);
+        rate.read(500, 0);
+        assert_eq!(rate.resume_at(0), None, "within the first second's worth");
+        rate.read(1500, 0);
+        assert_eq!(rate.resume_at(0), Some(1000));
+        assert_eq!(rate.resume_at(1000), None);
+    }
+
+    #[test]
+    fn a_client_over_its_message_rate_waits_and_bytes_do_not_count_then() {
+        let l = limits(|c| c.max_messages_per_sec = 10);
+        let mut rate = l.client_rate(0);
+        rate.read(1 << 20, 0);
+        rate.received(10, 0);
+        assert_eq!(rate.resume_at(0), None);
+        rate.received(5, 0);
+        assert_eq!(rate.resume_at(0), Some(500));
+    }
+}

@@ -1,0 +1,174 @@
+//! MQTT over QUIC with a quinn client: one bidirectional stream per MQTT
+//! connection (ALPN "mqtt"), subscribe and publish at QoS 0, 1 and 2 on it,
+//! a client certificate's names with mutual TLS, and the end of the MQTT
+//! connection closing the QUIC connection.
+#![allow(clippy::unwrap_used)]
+
+mod mqtt_stream;
+mod pki;
+mod tcp_common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mqtt_codec::{Packet, QoS};
+use quinn::crypto::rustls::QuicClientConfig;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use mqtt_stream::Client;
+use pki::{Ca, Leaf};
+use tcp_common::{Connect, Level, PublishSpec, subscribe_packet};
+
+/// The client's side of the stream: quinn's two halves as one byte stream.
+struct Bi {
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+}
+
+impl AsyncRead for Bi {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        AsyncRead::poll_read(std::pin::Pin::new(&mut self.recv), cx, buf)
+    }
+}
+
+impl AsyncWrite for Bi {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        AsyncWrite::poll_write(std::pin::Pin::new(&mut self.send), cx, data)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        AsyncWrite::poll_flush(std::pin::Pin::new(&mut self.send), cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        AsyncWrite::poll_shutdown(std::pin::Pin::new(&mut self.send), cx)
+    }
+}
+
+async fn start(name: &str, ca: &Ca, extra: &str) -> broker::Server {
+    let dir = pki::dir(name);
+    pki::write_server_files(&dir, &ca.server("broker"), ca);
+    let text = format!(
+        "[listeners.tcp]\nbind = \"127.0.0.1:0\"\n[listeners.quic]\nbind = \"127.0.0.1:0\"\n{}{extra}",
+        pki::listener_keys(&dir, !extra.is_empty())
+    );
+    broker::Server::start(broker::Config::parse(&text).unwrap(), broker::seam::Runtime::tokio()).await.unwrap()
+}
+
+/// Opens a QUIC connection and its one stream.
+async fn open(addr: SocketAddr, ca: &Ca, client: Option<&Leaf>) -> Result<(quinn::Connection, Client<Bi>), String> {
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let tls = pki::client_config(ca, client, &[b"mqtt"]);
+    let crypto = QuicClientConfig::try_from(tls).unwrap();
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    let connection = endpoint.connect(addr, "localhost").unwrap().await.map_err(|e| e.to_string())?;
+    let (send, recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
+    Ok((connection, Client::new(Bi { send, recv })))
+}
+
+#[tokio::test]
+async fn subscribe_and_publish_at_every_qos_over_one_quic_stream() {
+    let ca = Ca::new("ca");
+    let server = start("roundtrip", &ca, "").await;
+    let addr = server.quic_addr().unwrap();
+    let (connection, mut client) = open(addr, &ca, None).await.unwrap();
+    assert_eq!(
+        connection.handshake_data().unwrap().downcast::<quinn::crypto::rustls::HandshakeData>().unwrap().protocol,
+        Some(b"mqtt".to_vec())
+    );
+    client.send(&Connect::v5("quic-client").encode()).await;
+    assert_eq!(client.connack().await, Some(0));
+    client.send(&subscribe_packet(Level::V5, 1, &[("quic/#", 2)], &[])).await;
+    assert!(matches!(client.next().await, Some(Packet::SubAck(_))));
+
+    // QoS 0: the message comes back.
+    client.send(&PublishSpec::new("quic/0", b"zero").encode(Level::V5)).await;
+    let Some(Packet::Publish(p)) = client.next().await else { panic!("the QoS 0 message") };
+    assert_eq!((&*p.topic, &p.payload[..], p.qos), ("quic/0", &b"zero"[..], QoS::AtMostOnce));
+
+    // QoS 1: PUBACK for ours and the delivery, in either order.
+    client.send(&PublishSpec::new("quic/1", b"one").qos(1, 10).encode(Level::V5)).await;
+    let mut acked = false;
+    let mut delivered = None;
+    while !(acked && delivered.is_some()) {
+        match client.next().await {
+            Some(Packet::PubAck(ack)) => acked |= ack.packet_id.get() == 10,
+            Some(Packet::Publish(p)) => delivered = Some(p),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let p = delivered.unwrap();
+    assert_eq!((&*p.topic, &p.payload[..], p.qos), ("quic/1", &b"one"[..], QoS::AtLeastOnce));
+    let id = p.packet_id.unwrap().get().to_be_bytes();
+    client.send(&[0x40, 0x02, id[0], id[1]]).await;
+
+    // QoS 2: PUBREC, our PUBREL, PUBCOMP; the delivery arrives at QoS 2.
+    client.send(&PublishSpec::new("quic/2", b"two").qos(2, 20).encode(Level::V5)).await;
+    let mut completed = false;
+    let mut delivered = None;
+    while !(completed && delivered.is_some()) {
+        match client.next().await {
+            Some(Packet::PubRec(rec)) if rec.packet_id.get() == 20 => client.send(&[0x62, 0x02, 0x00, 20]).await,
+            Some(Packet::PubComp(comp)) => completed |= comp.packet_id.get() == 20,
+            Some(Packet::Publish(p)) => delivered = Some(p),
+            Some(Packet::PubRel(rel)) => {
+                let id = rel.packet_id.get().to_be_bytes();
+                client.send(&[0x70, 0x02, id[0], id[1]]).await;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let p = delivered.unwrap();
+    assert_eq!((&*p.topic, &p.payload[..], p.qos), ("quic/2", &b"two"[..], QoS::ExactlyOnce));
+    let id = p.packet_id.unwrap().get().to_be_bytes();
+    client.send(&[0x50, 0x02, id[0], id[1]]).await;
+    assert!(matches!(client.next().await, Some(Packet::PubRel(_))));
+    client.send(&[0x70, 0x02, id[0], id[1]]).await;
+
+    // DISCONNECT ends the MQTT connection, and with it the QUIC connection.
+    client.send(&[0xE0, 0x00]).await;
+    let closed = tokio::time::timeout(Duration::from_secs(5), connection.closed()).await;
+    assert!(closed.is_ok(), "the broker closes the QUIC connection after the MQTT one");
+    assert_eq!(server.connection_count(), 0);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn quic_with_client_certificates_refuses_strangers_and_names_the_client() {
+    let ca = Ca::new("ca");
+    let server = start("mutual", &ca, "peer_cert_as_clientid = \"cn\"\n").await;
+    let addr = server.quic_addr().unwrap();
+    let stranger = Ca::new("other").client("intruder", "Elsewhere", &[]);
+    let refused = match open(addr, &ca, Some(&stranger)).await {
+        Err(_) => true,
+        Ok((_c, mut client)) => {
+            client.send(&Connect::v5("x").encode()).await;
+            client.next().await.is_none()
+        }
+    };
+    assert!(refused, "a certificate from another CA gets no MQTT session");
+
+    let device = ca.client("quic-device-7", "Acme", &[]);
+    let (_connection, mut client) = open(addr, &ca, Some(&device)).await.unwrap();
+    client.send(&Connect::v5("").clean(true).encode()).await;
+    let Some(Packet::ConnAck(ack)) = client.next().await else { panic!("CONNACK") };
+    assert_eq!(ack.reason_code.0, 0);
+    // The client id came from the certificate, so the broker assigned none.
+    assert_eq!(ack.properties.assigned_client_identifier, None);
+    server.shutdown().await;
+}

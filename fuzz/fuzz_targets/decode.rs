@@ -1,0 +1,5 @@
+//! libFuzzer entry point; the body is `broker_fuzz::decode` (shared with the
+//! corpus replay in broker/tests/fuzz_corpus.rs).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| broker_fuzz::decode(data));
