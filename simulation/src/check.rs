@@ -45,7 +45,7 @@ pub struct Violation {
 impl Violation {
     /// A violation of a promise the broker is known not to keep yet (ALGORITHM.md, "Checked properties").
     pub fn is_known_gap(&self) -> bool {
-        [ACKED_WHILE_DOWN, shared::GROUP_WHILE_DOWN, state::ONE_CONNECTION_PARTITIONED].contains(&self.checker)
+        [ACKED_WHILE_DOWN, shared::GROUP_WHILE_DOWN].contains(&self.checker)
     }
 }
 

@@ -63,6 +63,15 @@ fn a_shared_group_keeps_every_promise_while_members_leave_and_a_node_crashes() {
     check(Kind::Shared, &[0, 1]);
 }
 
+/// Seed 4 found it: after n1 restarted, n3 still held the old incarnation's
+/// routes and chose n1, which had no member yet, to serve the group; the
+/// publisher was acknowledged and no member got the message. Routes of an
+/// earlier incarnation are now dropped when the new one comes up.
+#[test]
+fn regression_shared_seed_4_a_restarted_node_does_not_serve_a_group_on_its_old_routes() {
+    check(Kind::Shared, &[4]);
+}
+
 #[test]
 fn retained_writes_on_both_sides_of_a_partition_converge_to_the_last_one() {
     check(Kind::Retained, &[0, 1]);

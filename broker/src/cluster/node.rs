@@ -545,25 +545,39 @@ async fn follow_membership(shared: Arc<Shared>, mut events: mpsc::UnboundedRecei
                 if links.get(&name).is_some_and(|l| l.incarnation == member.incarnation) {
                     continue;
                 }
+                // A link to an earlier incarnation (a restart before failure detection noticed).
+                let mut restarted = false;
                 if let Some(old) = links.remove(&name) {
                     old.stop();
+                    restarted = true;
                 }
                 let link = Link::new(name.clone(), member.incarnation);
                 let parked = shell.parked.lock().remove(&name);
-                let restarted = match parked {
+                match parked {
                     // A partition healed: what waited for the node goes out now.
-                    Some(old) if old.incarnation == member.incarnation => {
-                        link.adopt_forwards(&old);
-                        false
-                    }
-                    Some(_) => true,
-                    None => false,
-                };
+                    Some(old) if old.incarnation == member.incarnation => link.adopt_forwards(&old),
+                    Some(_) => restarted = true,
+                    None => {}
+                }
                 links.insert(name.clone(), Arc::clone(&link));
                 drop(links);
-                if restarted {
-                    // A new incarnation: the old one's sessions are gone with what was parked for them.
-                    shared.with_broker(|broker, _| broker.node_down(&name));
+                let stale_routes = shared.with_broker(|broker, _| {
+                    if restarted {
+                        // A new incarnation: the old one's sessions are gone with what was waiting for them.
+                        broker.node_down(&name);
+                    }
+                    // Routes of an earlier incarnation name sessions that are gone: a publish must not
+                    // choose the node for a shared group on their account (found by `simulation
+                    // replay --scenario shared --seed 4`). The new incarnation's snapshot brings its own.
+                    let c = broker.cluster_mut()?;
+                    let stale = c.remote.epoch(&name).is_some_and(|e| e.incarnation != member.incarnation);
+                    if stale {
+                        c.remote.remove_origin(&name);
+                    }
+                    Some(stale)
+                });
+                if stale_routes == Some(true) {
+                    shell.request_routes(&name);
                 }
                 tracing::info!(peer = %name, incarnation = member.incarnation, addr = %member.addr, "member up");
                 shared.runtime.spawn(run_outbound(Arc::clone(&shared), link, member.addr));
