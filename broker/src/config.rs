@@ -219,8 +219,7 @@ impl AuthConfig {
             }
         }
         if let Some(http) = &self.http {
-            crate::auth::http::Endpoint::parse(&http.url)
-                .map_err(|e| format!("[auth.http] url = {:?}: {e}", http.url))?;
+            http.validate()?;
         }
         Ok(())
     }
@@ -545,8 +544,8 @@ mod tests {
         );
         assert!(error_of(&jwt("algorithm = \"ES256\"\n")).contains("line 4"));
         Config::parse(&jwt("secret = \"s\"\nusername_claim = \"sub\"\n")).expect("HS256 with a secret");
-        let http = "[auth]\nchain = [\"http\"]\n[auth.http]\nurl = \"https://auth.local/\"\n";
-        assert!(error_of(http).contains("https is not supported"));
+        let http = "[auth]\nchain = [\"http\"]\n[auth.http]\nurl = \"ftp://auth.local/\"\n";
+        assert!(error_of(http).contains("[auth.http] url"));
         let users = "[auth]\nchain = [\"users\"]\n[auth.users]\nfile = \"/nonexistent/users\"\n";
         assert!(error_of(users).contains("/nonexistent/users"));
     }

@@ -21,7 +21,9 @@ struct Args {
     #[arg(short, long, value_name = "FILE")]
     config: Option<PathBuf>,
 
-    /// Check the configuration and exit.
+    /// Check the configuration and every file it names (users file, JWT key,
+    /// ACL file, bans file, certificates, keys, CA files), then exit: 0 if
+    /// the broker could start with them, 2 and the first error if not.
     #[arg(long)]
     check_config: bool,
 
@@ -105,12 +107,22 @@ struct BanTarget {
     /// A user name (exact).
     #[arg(long)]
     username: Option<String>,
-    /// An address block (10.0.0.0/8, 2001:db8::/32) or one address.
+    /// An address block (10.0.0.0/8, 2001:db8::/32) or one address; host bits
+    /// must be zero (10.1.2.3/8 is refused as a probable typo of 10.0.0.0/8).
     #[arg(long)]
     cidr: Option<String>,
 }
 
 impl BanTarget {
+    /// The address block, checked here as the node checks it, so that a typo
+    /// is refused with the block probably meant before the node is asked.
+    fn check(&self) -> Result<(), String> {
+        match &self.cidr {
+            Some(block) => broker::authz::Cidr::parse(block).map(drop).map_err(|e| format!("--cidr {e}")),
+            None => Ok(()),
+        }
+    }
+
     /// The `kind` and `value` fields of the API's JSON.
     fn json(&self) -> serde_json::Value {
         let (kind, value) = match (&self.client_id, &self.username, &self.cidr) {
@@ -152,9 +164,10 @@ fn main() -> ExitCode {
         },
         None => Config::default(),
     };
-    // The users file and JWT key too: a bad line stops start-up here, named.
-    if let Err(error) = broker::auth::check_files(&config) {
-        eprintln!("error: {error}");
+    // Before anything binds: a bad file is reported as that file's fault
+    // (with its line), not as a listener that failed to start.
+    if let Err(error) = broker::server::check_files(&config) {
+        eprintln!("error: cannot start: {error}");
         return ExitCode::from(2);
     }
     if args.check_config {
@@ -244,6 +257,12 @@ mod ctl {
     use super::{BanCtl, ClusterCtl, Ctl};
 
     pub fn run(admin: &str, json: bool, what: &Ctl) -> ExitCode {
+        if let Ctl::Ban { what: BanCtl::Add { target, .. } | BanCtl::Remove { target } } = what
+            && let Err(error) = target.check()
+        {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
         let mut payload = String::new();
         let (method, path) = match what {
             Ctl::Users { file, what } => return super::users::run(file, what),

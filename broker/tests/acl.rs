@@ -148,7 +148,7 @@ async fn a_reload_revokes_a_live_subscription_and_a_bad_file_changes_nothing() {
 
     acl.rewrite("allow all publish #\nallow all subscribe ctl/#\nallow all bad #\n");
     let errors = server.reload().expect_err("a malformed file is refused");
-    assert!(errors.iter().any(|e| e.contains(&format!("{}:3:", acl.0.display()))), "{errors:?}");
+    assert!(errors.iter().any(|e| e.contains(&format!("ACL file {} line 3: ", acl.0.display()))), "{errors:?}");
     publisher.publish(PublishSpec::new("news/b", b"b").qos(1, 3)).await;
     publisher.publish(PublishSpec::new("ctl/end", b"end2").qos(1, 4)).await;
     assert_eq!(payloads_until(&mut sub, "end2").await, vec!["b".to_string()], "the old rules stay");
@@ -230,13 +230,12 @@ async fn an_empty_acl_file_allows_everything_under_no_match_allow() {
 async fn a_missing_acl_file_stops_start_up_naming_the_file() {
     let path = std::env::temp_dir().join(format!("broker-acl-{}-absent.conf", std::process::id()));
     let error = start_error(&path).await;
-    assert!(error.contains("[authz] acl_file"), "{error}");
-    assert!(error.contains(&path.display().to_string()), "{error}");
+    assert!(error.starts_with(&format!("ACL file {}: cannot read", path.display())), "{error}");
 }
 
 #[tokio::test]
 async fn a_malformed_acl_file_stops_start_up_naming_the_file_and_line() {
     let acl = AclFile::new("malformed", "# fine\nallow all publish a\nallow all publish a/#/b\n");
     let error = start_error(&acl.0).await;
-    assert!(error.contains(&format!("{}:3:", acl.0.display())), "{error}");
+    assert!(error.starts_with(&format!("ACL file {} line 3: ", acl.0.display())), "{error}");
 }

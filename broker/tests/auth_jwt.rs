@@ -90,6 +90,39 @@ async fn leeway_and_audience_are_honoured() {
     assert_eq!(check(json!({ "exp": now() - 5, "aud": "mqtt" })).await, Ok(()), "within the leeway");
     assert_eq!(check(json!({ "exp": now() - 60, "aud": "mqtt" })).await, BAD, "beyond the leeway");
     assert_eq!(check(json!({ "exp": now() + 60, "aud": "web" })).await, BAD, "another audience");
+    assert_eq!(check(json!({ "exp": now() + 60, "aud": ["web", "mqtt"] })).await, Ok(()), "one of its audiences");
+}
+
+/// Regression: with `audience` set, a token without `aud` (or with an `aud`
+/// that is not a string or list of strings) was admitted.
+#[tokio::test]
+async fn a_configured_audience_is_required() {
+    let auth = chain(&hs256_config("audience = \"mqtt\"\n"));
+    let check = |claims: serde_json::Value| {
+        let auth = auth.clone();
+        async move { verdict(&*auth, "c", Some("u"), Some(&hs256(&claims, SECRET)), &tcp()).await }
+    };
+    assert_eq!(check(json!({ "exp": now() + 60 })).await, BAD, "no aud");
+    assert_eq!(check(json!({ "exp": now() + 60, "aud": 7 })).await, BAD, "aud not a string");
+    assert_eq!(check(json!({ "exp": now() + 60, "aud": "mqtt" })).await, Ok(()));
+}
+
+#[tokio::test]
+async fn an_over_long_token_is_refused_and_an_over_long_other_password_ignored() {
+    // x509 after jwt admits anyone with a certificate: it is reached only when jwt ignores.
+    let auth = chain(&format!(
+        "[auth]\nallow_anonymous = false\nchain = [\"jwt\", \"x509\"]\n[auth.jwt]\nsecret = \"{SECRET}\"\n[auth.x509]\n"
+    ));
+    let certified = broker::auth::TransportInfo {
+        listener: "tls:default".into(),
+        certificate: Some(broker::auth::CertIdentity::default()),
+    };
+    let long = hs256(&json!({ "exp": now() + 60, "pad": "x".repeat(9000) }), SECRET);
+    assert_eq!(verdict(&*auth, "c", Some("u"), Some(&long), &certified).await, BAD, "a token over 8 KiB");
+    let short = hs256(&json!({ "exp": now() + 60, "pad": "x".repeat(6000) }), SECRET);
+    assert_eq!(verdict(&*auth, "c", Some("u"), Some(&short), &tcp()).await, Ok(()), "a token under 8 KiB");
+    let other = "p".repeat(9000);
+    assert_eq!(verdict(&*auth, "c", Some("u"), Some(&other), &certified).await, Ok(()), "not a token: x509 decides");
 }
 
 fn rs256_config(name: &str) -> String {

@@ -408,6 +408,39 @@ async fn banned_clients_are_refused_at_connect_and_kicked_when_the_ban_is_added(
     server.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_ban_that_would_cover_more_or_less_than_asked_is_refused_and_changes_nothing() {
+    let server = start_with(|c| c.admin.bind = Some("127.0.0.1:0".parse().unwrap())).await;
+    let addr = server.local_addr();
+    let request = |kind, value: &str, duration_secs| BanRequest {
+        kind,
+        value: value.into(),
+        duration_secs,
+        reason: String::new(),
+    };
+    // 127.0.5.9/24 would silently have banned all of 127.0.5.0/24.
+    let error = server.ban(request(BanKind::Cidr, "127.0.5.9/24", None)).unwrap_err();
+    assert!(error.contains("did you mean 127.0.5.0/24?"), "{error}");
+    // A ban of 0 seconds would close the matching clients and then ban no one.
+    let (mut live, _) = Raw::connect(addr, Connect::v5("zero")).await;
+    let error = server.ban(request(BanKind::ClientId, "zero", Some(0))).unwrap_err();
+    assert!(error.contains("0 seconds"), "{error}");
+    assert!(server.bans().is_empty());
+    assert_eq!(server.limit_stats().kicked_banned, 0);
+    assert_eq!(connect_from("127.0.5.1".parse().unwrap(), addr, "other").await, Some(0));
+    live.ping().await;
+
+    // Through the admin API, the same refusal reaches the operator.
+    let admin = server.admin_addr().unwrap().to_string();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_broker"));
+    command.args(["ctl", "--admin", &admin, "ban", "add", "--client-id", "zero", "--duration", "0"]);
+    let out = within(WAIT, tokio::task::spawn_blocking(move || command.output())).await.unwrap().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("HTTP 400") && stderr.contains("0 seconds"), "{stderr}");
+    live.ping().await;
+    server.shutdown().await;
+}
+
 /// An MQTT 5 CONNECT (clean start, keep alive 60) with a user name.
 fn connect_v5_with_username(client_id: &str, username: &str) -> Vec<u8> {
     let mut body = field(b"MQTT");

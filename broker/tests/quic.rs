@@ -148,6 +148,112 @@ async fn subscribe_and_publish_at_every_qos_over_one_quic_stream() {
     server.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hundred_simultaneous_quic_handshakes_all_get_their_connack() {
+    const CLIENTS: usize = 300;
+    let ca = Arc::new(Ca::new("ca"));
+    let server = start("burst", &ca, "").await;
+    let addr = server.quic_addr().unwrap();
+    let mut clients = tokio::task::JoinSet::new();
+    for i in 0..CLIENTS {
+        let ca = Arc::clone(&ca);
+        clients.spawn(async move {
+            let (connection, mut client) = open(addr, &ca, None).await.unwrap();
+            client.send(&Connect::v5(&format!("burst-{i}")).encode()).await;
+            let code = client.connack().await;
+            // Held to the end: a dropped stream ends its MQTT connection.
+            (connection, client, code)
+        });
+    }
+    let all = tokio::time::timeout(Duration::from_secs(60), clients.join_all()).await.unwrap();
+    assert!(all.iter().all(|(_, _, code)| *code == Some(0)), "every client gets CONNACK 0");
+    assert_eq!(server.connection_count(), CLIENTS);
+    server.shutdown().await;
+}
+
+/// A UDP relay between QUIC clients and the broker that reaches the broker
+/// from `source`. It records the long-header type of the broker's datagrams
+/// (3: Retry) and, unless `answer`, never passes them back: its clients then
+/// stand for a forger, whose replies go to an address that ignores them.
+async fn relay(upstream: SocketAddr, source: &str, answer: bool) -> (SocketAddr, Arc<parking_lot::Mutex<Vec<u8>>>) {
+    let front = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let back = tokio::net::UdpSocket::bind(format!("{source}:0")).await.unwrap();
+    back.connect(upstream).await.unwrap();
+    let addr = front.local_addr().unwrap();
+    let types = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&types);
+    tokio::spawn(async move {
+        let (mut up, mut down) = ([0u8; 2048], [0u8; 2048]);
+        let mut client = None;
+        loop {
+            tokio::select! {
+                Ok((n, from)) = front.recv_from(&mut up) => {
+                    client = Some(from);
+                    let _ = back.send(&up[..n]).await;
+                }
+                Ok(n) = back.recv(&mut down) => {
+                    if n > 0 && down[0] & 0x80 != 0 {
+                        seen.lock().push((down[0] >> 4) & 0x03);
+                    }
+                    if let (true, Some(to)) = (answer, client) {
+                        let _ = front.send_to(&down[..n], to).await;
+                    }
+                }
+            }
+        }
+    });
+    (addr, types)
+}
+
+#[tokio::test]
+async fn with_per_address_rate_limits_a_forged_source_address_is_not_charged() {
+    let ca = Ca::new("ca");
+    let dir = pki::dir("forged");
+    pki::write_server_files(&dir, &ca.server("broker"), &ca);
+    let text = format!(
+        "[listeners.tcp]\nbind = \"127.0.0.1:0\"\n[listeners.quic]\nbind = \"127.0.0.1:0\"\n{}\
+         [limits]\nmax_conn_rate_per_ip = 1\nmax_conn_burst_per_ip = 1\n",
+        pki::listener_keys(&dir, false)
+    );
+    let server =
+        broker::Server::start(broker::Config::parse(&text).unwrap(), broker::seam::Runtime::tokio()).await.unwrap();
+    let addr = server.quic_addr().unwrap();
+    // Initials "from" 127.0.0.7 whose answers never reach a client: a forger's.
+    let (forged, forged_types) = relay(addr, "127.0.0.7", false).await;
+    let forger = tokio::spawn({
+        // Its handshake never gets far enough for the CA to matter.
+        let ca = Ca::new("forger");
+        async move { open(forged, &ca, None).await.map(|_| ()) }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    forger.abort();
+    assert!(forged_types.lock().iter().all(|t| *t == 3), "only Retry packets answer an unproven address");
+    // The owner of 127.0.0.7 connects within the same second: its one token is still there.
+    let (owner, owner_types) = relay(addr, "127.0.0.7", true).await;
+    let (_connection, mut client) = open(owner, &ca, None).await.unwrap();
+    client.send(&Connect::v5("owner-of-127.0.0.7").encode()).await;
+    assert_eq!(client.connack().await, Some(0));
+    assert_eq!(owner_types.lock().first(), Some(&3), "the first answer is a Retry");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_quic_client_gets_one_stream_and_no_datagrams() {
+    let ca = Ca::new("ca");
+    let server = start("streams", &ca, "").await;
+    let (connection, mut client) = open(server.quic_addr().unwrap(), &ca, None).await.unwrap();
+    client.send(&Connect::v5("quic-greedy").encode()).await;
+    assert_eq!(client.connack().await, Some(0));
+    // Datagrams the broker never reads would sit in its buffer: it offers none.
+    assert_eq!(connection.max_datagram_size(), None);
+    assert!(connection.send_datagram(bytes::Bytes::from_static(b"x")).is_err());
+    // A second stream would be one nobody reads: the broker grants one at a time.
+    let second = tokio::time::timeout(Duration::from_millis(300), connection.open_bi()).await;
+    assert!(second.is_err(), "a second bidirectional stream was granted");
+    assert!(tokio::time::timeout(Duration::from_millis(300), connection.open_uni()).await.is_err());
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn quic_with_client_certificates_refuses_strangers_and_names_the_client() {
     let ca = Ca::new("ca");

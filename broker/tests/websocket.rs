@@ -71,6 +71,34 @@ async fn mqtt_in_binary_frames_with_packets_split_and_joined_across_frames() {
 }
 
 #[tokio::test]
+async fn a_frame_larger_than_any_packet_the_broker_takes_closes_the_connection() {
+    use tokio::io::AsyncWriteExt;
+    let server = start().await;
+    let mut ws = open(&server, "/mqtt", Some("mqtt")).await.unwrap();
+    ws.send(Message::Binary(Connect::v5("ws-huge").keep_alive(60).encode().into())).await.unwrap();
+    assert_eq!(received(&mut ws).await.first(), Some(&0x20), "CONNACK");
+    // The header of an 8 MiB binary frame (masked, as from a client) and its first KiB: the broker
+    // (maximum packet size 1 MiB) must not wait to buffer the rest.
+    let mut frame = vec![0x82, 0xFF];
+    frame.extend_from_slice(&(8u64 << 20).to_be_bytes());
+    frame.extend_from_slice(&[1, 2, 3, 4]);
+    frame.extend_from_slice(&[0u8; 1024]);
+    let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = ws.get_mut() else { panic!("plain TCP") };
+    tcp.write_all(&frame).await.unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the broker waits for the rest of an oversized frame");
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn the_older_subprotocol_names_are_accepted_too() {
     let server = start().await;
     for protocol in ["mqttv3.1", "mqttv3.1.1"] {

@@ -145,7 +145,9 @@ async fn connect<S: Transport>(
 ) -> Result<Conn<S>, String> {
     let mut attempt = 0;
     loop {
+        let turn = S::turn(&run.dialer).await;
         let result = tokio::time::timeout(run.connect_timeout, connect_once(run, group, number, client_id)).await;
+        drop(turn);
         let error = match result {
             Ok(Ok(conn)) => return Ok(conn),
             Ok(Err(e)) => e,

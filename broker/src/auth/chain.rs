@@ -142,14 +142,17 @@ pub fn build(config: &Config, runtime: &Runtime) -> Result<Arc<dyn Authenticator
     Ok(Arc::new(Chain { backends, allow_anonymous, users, scram }))
 }
 
-/// Reads the files `[auth]` names (users file, JWT key) as start-up would,
-/// for `broker --check-config`.
+/// Reads the files `[auth]` names (users file, JWT key, the HTTP callout's
+/// CA file) as start-up would, for `broker --check-config`.
 pub fn check_files(config: &Config) -> Result<(), String> {
     if let Some(users) = &config.auth.users {
         UserDb::load(&users.file)?;
     }
     if let Some(jwt) = &config.auth.jwt {
         super::jwt::load_key(jwt)?;
+    }
+    if let Some(http) = &config.auth.http {
+        super::http::check_files(http)?;
     }
     Ok(())
 }

@@ -39,7 +39,14 @@ impl BackendKind {
 ///   bcrypt (`$2b$...`), salted SHA-256 (`$sha256$salt$hex`, for imported
 ///   users) and SCRAM-SHA-256 (`SCRAM-SHA-256$iterations:salt$StoredKey:ServerKey`).
 ///   `broker ctl users` edits it; a missing or malformed file stops start-up
-///   with the file and line.
+///   with the file and line. Hashes that would make one login too costly
+///   (argon2id above m = 256 MiB or t = 16, PBKDF2 above 10,000,000 rounds,
+///   bcrypt above cost 16) are malformed.
+///
+/// A user name the file does not know is ignored, but only after its
+/// password was verified against a dummy argon2id hash (the answer must not
+/// come sooner than for a known user): list `users` after backends that
+/// decide most clients cheaply (`jwt`, `x509`) rather than before them.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UsersConfig {
@@ -121,7 +128,13 @@ pub enum OnError {
 /// "listener"}` as JSON; a 200 answer `{"result": "allow" | "deny" |
 /// "ignore"}` decides.
 ///
-/// - `url` (required): `http://host[:port]/path` (https is not supported yet).
+/// - `url` (required): `http://host[:port]/path` or `https://host[:port]/path`.
+///   With https the service's certificate must be valid for the URL's host
+///   (a name or an IP address, also sent as SNI); a call whose TLS handshake
+///   fails is a failed call (`on_error`).
+/// - `ca_file` (default unset; https only): PEM file of the certificate
+///   authorities trusted for the service, instead of the public web roots
+///   (Mozilla's, built in). Reread on reload; a bad file keeps the old one.
 /// - `timeout_ms` (default 5000): connect, request and answer together.
 /// - `on_error` (default `"deny"`): `"deny"` or `"ignore"` when the call fails.
 /// - `cache_ttl_secs` (default 60; 0: no cache): how long an answer is
@@ -131,6 +144,8 @@ pub enum OnError {
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     pub url: String,
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     #[serde(default = "default_http_timeout")]
     pub timeout_ms: NonZeroU64,
     #[serde(default)]
@@ -139,6 +154,20 @@ pub struct HttpConfig {
     pub cache_ttl_secs: u64,
     #[serde(default = "default_cache_size")]
     pub cache_size: NonZeroUsize,
+}
+
+impl HttpConfig {
+    /// What can be checked without reading files: the URL, and `ca_file`
+    /// against the scheme and the file system. The error names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        let endpoint = crate::auth::http::Endpoint::parse(&self.url)
+            .map_err(|e| format!("[auth.http] url = {:?}: {e}", self.url))?;
+        match &self.ca_file {
+            Some(_) if endpoint.tls_name.is_none() => Err("[auth.http] ca_file is for https:// URLs".into()),
+            Some(path) if !path.is_file() => Err(format!("[auth.http] ca_file = {path:?}: no such file")),
+            _ => Ok(()),
+        }
+    }
 }
 
 fn default_http_timeout() -> NonZeroU64 {

@@ -1,9 +1,11 @@
 //! An HTTP service decides (EMQX's convention): POST the client's identity
 //! as JSON, read `{"result": "allow" | "deny" | "ignore"}` from a 200 answer.
-//! One HTTP/1.1 connection per call, opened through the network seam; answers
-//! are cached (`cache`).
+//! One HTTP/1.1 connection per call, opened through the network seam (TLS on
+//! top of it for `https://`, `tls`); answers are cached (`cache`).
 
 mod cache;
+mod endpoint;
+mod tls;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,15 +18,17 @@ use hyper::header::{CONTENT_TYPE, HOST};
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use mqtt_codec::ReasonCode;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use rand::RngCore;
 use tokio::sync::Semaphore;
 
 use self::cache::Cache;
+pub use self::endpoint::Endpoint;
+use self::tls::Tls;
 use super::config::{HttpConfig, OnError};
 use super::password::hmac_sha256;
 use super::{Backend, Credentials, Decision, refusal};
-use crate::seam::{Clock, Network};
+use crate::seam::{Clock, Network, Stream};
 
 /// Largest answer read from the service: its answer is a few bytes of JSON.
 const ANSWER_LEN_MAX: usize = 64 * 1024;
@@ -32,50 +36,13 @@ const ANSWER_LEN_MAX: usize = 64 * 1024;
 /// its timeout) instead of opening a connection each to the service.
 const CALLS_CONCURRENT_MAX: usize = 64;
 
-/// Where the service listens: `http://host[:port]/path`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    /// `host:port`, for name resolution.
-    pub host_port: String,
-    /// The Host header.
-    pub authority: String,
-    pub path: String,
-}
-
-impl Endpoint {
-    pub fn parse(url: &str) -> Result<Self, String> {
-        if url.starts_with("https://") {
-            return Err("https is not supported yet; use http:// (on a trusted network or loopback)".into());
-        }
-        let rest = url.strip_prefix("http://").ok_or("expected http://host[:port]/path")?;
-        let (authority, path) = match rest.find('/') {
-            Some(i) => rest.split_at(i),
-            None => (rest, "/"),
-        };
-        if authority.is_empty() || authority.contains('@') {
-            return Err("expected a host (and no user info) after http://".into());
-        }
-        if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err("the path contains white space or control characters".into());
-        }
-        let has_port = match authority.rfind(']') {
-            Some(bracket) => authority[bracket..].contains(':'),
-            None => authority.contains(':'),
-        };
-        let host_port = if has_port { authority.to_owned() } else { format!("{authority}:80") };
-        let port = host_port.rsplit_once(':').map(|(_, p)| p).unwrap_or_default();
-        if port.parse::<u16>().is_err() {
-            return Err(format!("port {port:?} is not a number from 0 to 65535"));
-        }
-        Ok(Self { host_port, authority: authority.to_owned(), path: path.to_owned() })
-    }
-}
-
 pub struct HttpBackend {
     endpoint: Endpoint,
     config: HttpConfig,
     network: Arc<dyn Network>,
     clock: Clock,
+    /// For `https://`; replaced whole when a reload rereads `ca_file`.
+    tls: RwLock<Option<Tls>>,
     cache: Mutex<Cache>,
     calls: Semaphore,
     /// Keys the cache's request hashes, so that they cannot be matched
@@ -90,6 +57,7 @@ impl std::fmt::Debug for HttpBackend {
 }
 
 impl HttpBackend {
+    /// Checks the URL and reads `ca_file`; the error names the key.
     pub fn new(
         config: &HttpConfig,
         network: Arc<dyn Network>,
@@ -97,11 +65,21 @@ impl HttpBackend {
         rng: &mut impl RngCore,
     ) -> Result<Self, String> {
         let endpoint = Endpoint::parse(&config.url).map_err(|e| format!("[auth.http] url = {:?}: {e}", config.url))?;
+        let tls = make_tls(&endpoint, config, clock)?;
         let mut cache_key = [0u8; 32];
         rng.fill_bytes(&mut cache_key);
         let cache = Cache::new(config.cache_ttl_secs.saturating_mul(1000), config.cache_size.get());
         let calls = Semaphore::new(CALLS_CONCURRENT_MAX);
-        Ok(Self { endpoint, config: config.clone(), network, clock, cache: Mutex::new(cache), calls, cache_key })
+        Ok(Self {
+            endpoint,
+            config: config.clone(),
+            network,
+            clock,
+            tls: RwLock::new(tls),
+            cache: Mutex::new(cache),
+            calls,
+            cache_key,
+        })
     }
 
     async fn decide(&self, credentials: Credentials<'_>) -> Decision {
@@ -147,9 +125,7 @@ impl HttpBackend {
 
     /// One POST over a fresh connection.
     async fn call(&self, body: String) -> Result<Answer, String> {
-        let addrs = self.network.resolve(&self.endpoint.host_port).await.map_err(|e| format!("resolve: {e}"))?;
-        let addr = addrs.first().ok_or("the host name has no address")?;
-        let stream = self.network.connect(*addr).await.map_err(|e| format!("connect to {addr}: {e}"))?;
+        let stream = self.open().await?;
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| format!("HTTP: {e}"))?;
         let request = Request::post(&self.endpoint.path)
@@ -167,19 +143,58 @@ impl HttpBackend {
                 .to_bytes();
             Ok::<_, String>((status, body))
         };
-        // The connection future drives the socket; it ends first only if the service hangs up early.
+        // The connection future drives the socket. It can end cleanly in the
+        // same poll that hands over the whole answer (a service that closes
+        // after answering), so the exchange is still awaited then: it either
+        // has the answer or fails now that the connection is gone.
+        let mut exchange = std::pin::pin!(exchange);
         let (status, body) = tokio::select! {
-            result = exchange => result?,
-            ended = connection => return Err(match ended {
-                Ok(()) => "the service closed the connection without an answer".into(),
-                Err(e) => format!("HTTP: {e}"),
-            }),
+            result = &mut exchange => result?,
+            ended = connection => match ended {
+                Ok(()) => exchange.await?,
+                Err(e) => return Err(format!("HTTP: {e}")),
+            },
         };
         if status != StatusCode::OK {
             return Err(format!("HTTP status {status}"));
         }
         Answer::parse(&body)
     }
+
+    /// A connection to the service (TLS established for https): each address
+    /// the name resolves to in turn, so that one dead address is not fatal.
+    async fn open(&self) -> Result<Box<dyn Stream>, String> {
+        let addrs = self.network.resolve(&self.endpoint.host_port).await.map_err(|e| format!("resolve: {e}"))?;
+        let mut failure = String::from("the host name has no address");
+        for addr in addrs {
+            match self.network.connect(addr).await {
+                Ok(stream) => {
+                    let tls = self.tls.read().clone();
+                    return match tls {
+                        Some(tls) => tls.connect(stream).await.map_err(|e| format!("TLS with {addr}: {e}")),
+                        None => Ok(stream),
+                    };
+                }
+                Err(e) => failure = format!("connect to {addr}: {e}"),
+            }
+        }
+        Err(failure)
+    }
+}
+
+/// The TLS client of an https endpoint, None for http.
+fn make_tls(endpoint: &Endpoint, config: &HttpConfig, clock: Clock) -> Result<Option<Tls>, String> {
+    match &endpoint.tls_name {
+        Some(name) => Tls::new(name.clone(), config.ca_file.as_deref(), clock).map(Some),
+        None if config.ca_file.is_some() => Err("[auth.http] ca_file is for https:// URLs".into()),
+        None => Ok(None),
+    }
+}
+
+/// What `broker --check-config` reads of `[auth.http]`: the URL and `ca_file`.
+pub fn check_files(config: &HttpConfig) -> Result<(), String> {
+    let endpoint = Endpoint::parse(&config.url).map_err(|e| format!("[auth.http] url = {:?}: {e}", config.url))?;
+    make_tls(&endpoint, config, Clock::new()).map(drop)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,41 +224,18 @@ impl Backend for HttpBackend {
     fn check<'a>(&'a self, credentials: Credentials<'a>) -> Pin<Box<dyn Future<Output = Decision> + Send + 'a>> {
         Box::pin(self.decide(credentials))
     }
+
+    /// Rereads `ca_file` (a rotated CA); on error the CA in use stays.
+    fn reload(&self) -> Result<(), String> {
+        let tls = make_tls(&self.endpoint, &self.config, self.clock)?;
+        *self.tls.write() = tls;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_parse_into_endpoints() {
-        let e = Endpoint::parse("http://auth.local:8080/mqtt/auth").expect("url");
-        assert_eq!(
-            (e.host_port.as_str(), e.authority.as_str(), e.path.as_str()),
-            ("auth.local:8080", "auth.local:8080", "/mqtt/auth")
-        );
-        let e = Endpoint::parse("http://127.0.0.1").expect("url");
-        assert_eq!((e.host_port.as_str(), e.path.as_str()), ("127.0.0.1:80", "/"));
-        let e = Endpoint::parse("http://[::1]/a").expect("url");
-        assert_eq!(e.host_port, "[::1]:80");
-        let e = Endpoint::parse("http://[::1]:81/a").expect("url");
-        assert_eq!(e.host_port, "[::1]:81");
-    }
-
-    #[test]
-    fn bad_urls_say_why() {
-        for (url, says) in [
-            ("https://a/b", "https"),
-            ("ftp://a", "http://"),
-            ("http:///a", "host"),
-            ("http://u@a/", "user info"),
-            ("http://a:99999/", "port"),
-            ("http://a/b c", "white space"),
-        ] {
-            let error = Endpoint::parse(url).expect_err(url);
-            assert!(error.contains(says), "{url}: {error}");
-        }
-    }
 
     #[test]
     fn answers_follow_emqx() {

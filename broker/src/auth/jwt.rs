@@ -14,6 +14,10 @@ use super::config::{JwtAlgorithm, JwtConfig};
 use super::{Backend, Credentials, Decision};
 use crate::seam::Clock;
 
+/// Longest token read. Real tokens are a few hundred bytes to a few KiB;
+/// anything longer is refused before it is decoded and its signature hashed.
+const TOKEN_LEN_MAX: usize = 8 * 1024;
+
 /// Checks the token in the CONNECT password.
 pub struct JwtBackend {
     key: DecodingKey,
@@ -39,7 +43,11 @@ impl JwtBackend {
         validation.validate_nbf = false;
         validation.required_spec_claims = HashSet::new();
         match &config.audience {
-            Some(audience) => validation.set_audience(&[audience]),
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                // jsonwebtoken checks `aud` only when the token has one; the config promises it must.
+                validation.set_required_spec_claims(&["aud"]);
+            }
             None => validation.validate_aud = false,
         }
         Ok(Self { key, validation, config: config.clone(), clock })
@@ -54,11 +62,15 @@ impl JwtBackend {
         let connect = credentials.connect;
         let Some(password) = connect.password.as_deref() else { return Decision::Ignore };
         let Ok(token) = std::str::from_utf8(password) else { return Decision::Ignore };
+        let deny = Decision::Deny(ReasonCode::BAD_USER_NAME_OR_PASSWORD);
+        if token.len() > TOKEN_LEN_MAX {
+            // Three dot-separated parts: meant as a token, and too long for one.
+            return if token.split('.').count() == 3 { deny } else { Decision::Ignore };
+        }
         // Not shaped like a JWT at all: some other backend's password.
         if jsonwebtoken::decode_header(token).is_err() {
             return Decision::Ignore;
         }
-        let deny = Decision::Deny(ReasonCode::BAD_USER_NAME_OR_PASSWORD);
         let claims = match jsonwebtoken::decode::<Map<String, Value>>(token, &self.key, &self.validation) {
             Ok(data) => data.claims,
             Err(error) => {

@@ -164,7 +164,8 @@ pub fn refusal(connect: &Connect) -> ReasonCode {
 
 /// Accepts clients without credentials when anonymous access is allowed;
 /// with no backend configured, a client that presents credentials is refused
-/// (there is nothing to check them against).
+/// (there is nothing to check them against), except a user name without a
+/// password that the client's verified certificate carries.
 #[derive(Debug, Clone, Copy)]
 pub struct AnonymousOnly {
     pub allow_anonymous: bool,
@@ -175,14 +176,94 @@ impl Authenticator for AnonymousOnly {
         &'a self,
         credentials: Credentials<'a>,
     ) -> Pin<Box<dyn Future<Output = Result<(), ReasonCode>> + Send + 'a>> {
-        let anonymous = credentials.connect.username.is_none() && credentials.connect.password.is_none();
-        let result = if anonymous && !self.allow_anonymous {
-            Err(ReasonCode::NOT_AUTHORIZED)
-        } else if anonymous || self.allow_anonymous {
-            Ok(())
+        let connect = credentials.connect;
+        let anonymous = connect.username.is_none() && connect.password.is_none();
+        // Credentials nothing can check are refused even when anonymous
+        // access is allowed: an unchecked user name would reach the ACL's
+        // `user` rules and `${username}` placeholders as if it were proven.
+        // A verified client certificate carrying the name proves it (the
+        // listener's `peer_cert_as_username` puts it there).
+        let proven = connect.password.is_none()
+            && connect.username.as_deref().is_some_and(|user| {
+                credentials.transport.certificate.as_ref().is_some_and(|cert| {
+                    cert.common_name.as_deref() == Some(user)
+                        || cert.subject == user
+                        || cert.subject_alt_names.iter().any(|name| name == user)
+                })
+            });
+        let result = if anonymous || proven {
+            if self.allow_anonymous { Ok(()) } else { Err(refusal(connect)) }
         } else {
             Err(ReasonCode::BAD_USER_NAME_OR_PASSWORD)
         };
         Box::pin(std::future::ready(result))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mqtt_codec::{ConnectProperties, ProtocolVersion};
+
+    async fn anonymous_only(
+        allow_anonymous: bool,
+        user: Option<&str>,
+        password: Option<&[u8]>,
+    ) -> Result<(), ReasonCode> {
+        with_certificate(allow_anonymous, user, password, None).await
+    }
+
+    async fn with_certificate(
+        allow_anonymous: bool,
+        user: Option<&str>,
+        password: Option<&[u8]>,
+        certificate: Option<CertIdentity>,
+    ) -> Result<(), ReasonCode> {
+        let connect = Connect {
+            protocol: ProtocolVersion::V5,
+            clean_start: true,
+            keep_alive: 30,
+            client_id: "c".into(),
+            will: None,
+            username: user.map(Into::into),
+            password: password.map(Bytes::copy_from_slice),
+            properties: ConnectProperties::default(),
+        };
+        let transport = TransportInfo { listener: "tls:default".into(), certificate };
+        let peer = "127.0.0.1:1".parse().expect("address");
+        AnonymousOnly { allow_anonymous }
+            .authenticate(Credentials { connect: &connect, peer, transport: &transport })
+            .await
+    }
+
+    /// Regression: with anonymous access allowed, a client claiming any user
+    /// name was let in under it, though nothing had checked it.
+    #[tokio::test]
+    async fn without_backends_credentials_are_refused_and_anonymous_access_decides_the_rest() {
+        let bad = Err(ReasonCode::BAD_USER_NAME_OR_PASSWORD);
+        assert_eq!(anonymous_only(true, None, None).await, Ok(()));
+        assert_eq!(anonymous_only(false, None, None).await, Err(ReasonCode::NOT_AUTHORIZED));
+        assert_eq!(anonymous_only(true, Some("admin"), None).await, bad);
+        assert_eq!(anonymous_only(true, Some("admin"), Some(b"x")).await, bad);
+        assert_eq!(anonymous_only(true, None, Some(b"x")).await, bad);
+        assert_eq!(anonymous_only(false, Some("admin"), Some(b"x")).await, bad);
+    }
+
+    #[tokio::test]
+    async fn a_user_name_a_verified_certificate_carries_counts_as_proven() {
+        let cert = || {
+            Some(CertIdentity {
+                common_name: Some("dev-1".into()),
+                subject: "CN=dev-1,O=Acme".into(),
+                subject_alt_names: vec!["dev-1.example".into()],
+            })
+        };
+        for name in ["dev-1", "CN=dev-1,O=Acme", "dev-1.example"] {
+            assert_eq!(with_certificate(true, Some(name), None, cert()).await, Ok(()), "{name}");
+        }
+        let bad = Err(ReasonCode::BAD_USER_NAME_OR_PASSWORD);
+        assert_eq!(with_certificate(false, Some("dev-1"), None, cert()).await, bad, "anonymous access off");
+        assert_eq!(with_certificate(true, Some("admin"), None, cert()).await, bad, "another name");
+        assert_eq!(with_certificate(true, Some("dev-1"), Some(b"x"), cert()).await, bad, "an unchecked password");
     }
 }

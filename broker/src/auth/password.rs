@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// Bytes of salt in hashes this broker makes (the PHC recommendation).
-const SALT_LEN: usize = 16;
+pub const SALT_LEN: usize = 16;
 /// PBKDF2-SHA256 rounds for new pbkdf2 hashes (OWASP 2023).
 const PBKDF2_ROUNDS: u32 = 600_000;
 /// SCRAM iterations for new SCRAM entries: the RFC 7677 minimum. The client
@@ -26,6 +26,30 @@ pub const SCRAM_ITERATIONS: u32 = 4096;
 /// Highest SCRAM iteration count accepted from a file: bounds the work one
 /// login costs the broker.
 const SCRAM_ITERATIONS_MAX: u32 = 10_000_000;
+/// The same bound for PBKDF2 rounds (a few seconds of CPU at most).
+const PBKDF2_ROUNDS_MAX: u32 = 10_000_000;
+/// Highest bcrypt cost accepted: each step doubles the work; 16 is about
+/// four seconds of CPU, common costs are 10 to 14.
+const BCRYPT_COST_MAX: u32 = 16;
+/// Highest argon2 memory cost accepted, in KiB: each verification allocates
+/// it, up to `VERIFY_CONCURRENT_MAX` (users.rs) at once. The default is 19 MiB.
+const ARGON2_MEMORY_KIB_MAX: u32 = 256 * 1024;
+/// Highest argon2 time cost (passes over the memory) accepted.
+const ARGON2_PASSES_MAX: u32 = 16;
+
+/// What an unknown user's password is checked against, so that a login
+/// attempt costs the same time whether the user exists or not: an argon2id
+/// hash (the default kind) of a fixed password, made at first use. None only
+/// if argon2 cannot hash at all.
+pub fn dummy_hash() -> Option<&'static StoredHash> {
+    static DUMMY: std::sync::LazyLock<Option<StoredHash>> = std::sync::LazyLock::new(|| {
+        // The salt need not be secret or random: the answer for an unknown user is never "allow".
+        let salt = SaltString::encode_b64(&[0x5a; SALT_LEN]).ok()?;
+        let hash = Argon2::default().hash_password(b"no such user", &salt).ok()?;
+        Some(StoredHash::Phc(hash.to_string()))
+    });
+    DUMMY.as_ref()
+}
 
 /// The kinds `broker ctl users` can write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,14 +124,19 @@ impl StoredHash {
             if hash.hash.is_none() || hash.salt.is_none() {
                 return Err("PHC string without salt or hash".into());
             }
+            check_phc_cost(&hash)?;
             return Ok(Self::Phc(text.to_owned()));
         }
         if ["$2a$", "$2b$", "$2y$"].iter().any(|p| text.starts_with(p)) {
             // Structure only: `$2b$NN$` + 22 characters of salt + 31 of hash.
-            let cost = text.get(4..6).and_then(|c| c.parse::<u32>().ok());
+            let cost =
+                text.get(4..6).filter(|c| c.bytes().all(|b| b.is_ascii_digit())).and_then(|c| c.parse::<u32>().ok());
             if text.len() != 60 || text.as_bytes().get(6) != Some(&b'$') || !cost.is_some_and(|c| (4..=31).contains(&c))
             {
                 return Err("bad bcrypt hash (expected $2b$<cost>$ and 53 characters)".into());
+            }
+            if cost.is_some_and(|c| c > BCRYPT_COST_MAX) {
+                return Err(format!("bcrypt cost above {BCRYPT_COST_MAX}: each login would cost minutes of CPU"));
             }
             return Ok(Self::Bcrypt(text.to_owned()));
         }
@@ -214,8 +243,31 @@ pub(crate) fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
+/// Refuses PHC parameters that would make one login cost more than a few
+/// seconds of CPU or hundreds of MiB: whoever knows a user name could make
+/// the broker pay it at will.
+fn check_phc_cost(hash: &PasswordHash<'_>) -> Result<(), String> {
+    if hash.algorithm.as_str() == "argon2id" {
+        let params = argon2::Params::try_from(hash).map_err(|e| format!("bad argon2id parameters: {e}"))?;
+        if params.m_cost() > ARGON2_MEMORY_KIB_MAX || params.t_cost() > ARGON2_PASSES_MAX {
+            return Err(format!(
+                "argon2id m={} t={} is above m={ARGON2_MEMORY_KIB_MAX} t={ARGON2_PASSES_MAX}",
+                params.m_cost(),
+                params.t_cost()
+            ));
+        }
+    } else {
+        let params = pbkdf2::Params::try_from(hash).map_err(|e| format!("bad pbkdf2 parameters: {e}"))?;
+        if params.rounds > PBKDF2_ROUNDS_MAX {
+            return Err(format!("pbkdf2 rounds {} is above {PBKDF2_ROUNDS_MAX}", params.rounds));
+        }
+    }
+    Ok(())
+}
+
 fn decode_hex32(hex: &str) -> Option<[u8; 32]> {
-    if hex.len() != 64 {
+    // `from_str_radix` alone would take a sign: "+f" is 15.
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let mut out = [0u8; 32];
@@ -283,6 +335,12 @@ mod tests {
             ("$argon2id$v=19$garbage", "PHC"),
             ("$2b$99$abc", "bcrypt"),
             ("$sha256$salt$abcd", "64 hex"),
+            ("$sha256$salt$+f00000000000000000000000000000000000000000000000000000000000000", "64 hex"),
+            ("$2b$17$abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz1", "bcrypt cost"),
+            ("$2b$+4$abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz1", "bcrypt"),
+            ("$argon2id$v=19$m=4194304,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA", "m=4194304"),
+            ("$argon2id$v=19$m=19456,t=1000,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA", "t=1000"),
+            ("$pbkdf2-sha256$i=4000000000$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA", "rounds"),
             ("SCRAM-SHA-256$0:AAAA$AAAA:AAAA", "iterations"),
             ("SCRAM-SHA-256$4096:AAAA$AAAA:AAAA", "32 bytes"),
         ] {

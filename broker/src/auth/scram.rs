@@ -7,8 +7,11 @@
 //! 4. CONNACK's Authentication Data: server-final `v=signature`.
 //!
 //! Channel binding is not offered (`n` and `y` GS2 flags only). A user the
-//! file does not know gets a made-up salt derived from its name, so that the
-//! exchange does not reveal which users exist; it fails at the proof.
+//! file does not know (or one without a SCRAM entry) gets made-up keys
+//! derived from its name and a per-process secret: the same salt at every
+//! attempt, the default iteration count, and a proof check that does the
+//! same work as a real one before it fails, so that neither the messages nor
+//! their timing reveal which users exist.
 
 use std::sync::Arc;
 
@@ -20,9 +23,9 @@ use parking_lot::Mutex;
 use rand::RngCore;
 use rand::rngs::StdRng;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
+use subtle::{Choice, ConstantTimeEq};
 
-use super::password::{SCRAM_ITERATIONS, ScramKeys, hmac_sha256};
+use super::password::{SALT_LEN, SCRAM_ITERATIONS, ScramKeys, hmac_sha256};
 use super::users::UserDb;
 use super::{AuthExchange, AuthStep, ReAuthenticator};
 
@@ -89,8 +92,10 @@ struct Challenge {
     server_first: String,
     nonce: String,
     gs2_header: String,
-    /// None for an unknown user: the proof cannot match.
-    keys: Option<ScramKeys>,
+    /// Made up for an unknown user (see `known`).
+    keys: ScramKeys,
+    /// False for a user without a SCRAM entry: no proof is accepted.
+    known: bool,
     user: String,
 }
 
@@ -123,8 +128,14 @@ impl AuthExchange for ScramExchange {
         match std::mem::replace(&mut self.state, State::Done) {
             State::Start => self.client_first(message),
             State::Challenged(challenge) => {
-                let Challenge { client_first_bare, server_first, nonce, gs2_header, keys, user } = *challenge;
-                let step = client_final(message, &client_first_bare, &server_first, &nonce, &gs2_header, keys.as_ref());
+                let Challenge { client_first_bare, server_first, nonce, gs2_header, keys, known, user } = *challenge;
+                let transcript = Transcript {
+                    client_first_bare: &client_first_bare,
+                    server_first: &server_first,
+                    nonce: &nonce,
+                    gs2_header: &gs2_header,
+                };
+                let step = client_final(message, &transcript, &keys, known);
                 if matches!(step, AuthStep::Success(_)) {
                     self.user = Some(user);
                 }
@@ -165,55 +176,69 @@ impl ScramExchange {
         if self.connect_username.as_deref().is_some_and(|u| u != user) {
             return REFUSED;
         }
-        let keys = self.users.get(&user).and_then(|hash| hash.scram().cloned());
-        let (salt, iterations) = match &keys {
-            Some(keys) => (keys.salt.clone(), keys.iterations),
-            None => (hmac_sha256(&self.mock_key, user.as_bytes())[..16].to_vec(), SCRAM_ITERATIONS),
+        let (keys, known) = match self.users.get(&user).and_then(|hash| hash.scram().cloned()) {
+            Some(keys) => (keys, true),
+            None => (mock_keys(&self.mock_key, &user), false),
         };
         let nonce = format!("{client_nonce}{}", self.server_nonce);
-        let server_first = format!("r={nonce},s={},i={iterations}", BASE64.encode(salt));
+        let server_first = format!("r={nonce},s={},i={}", BASE64.encode(&keys.salt), keys.iterations);
         self.state = State::Challenged(Box::new(Challenge {
             client_first_bare: bare.to_owned(),
             server_first: server_first.clone(),
             nonce,
             gs2_header: format!("{flag},,"),
             keys,
+            known,
             user,
         }));
         AuthStep::Continue(Bytes::from(server_first))
     }
 }
 
-fn client_final(
-    message: &str,
-    client_first_bare: &str,
-    server_first: &str,
-    nonce: &str,
-    gs2_header: &str,
-    keys: Option<&ScramKeys>,
-) -> AuthStep {
+/// The messages of one exchange that the proof signs.
+struct Transcript<'a> {
+    client_first_bare: &'a str,
+    server_first: &'a str,
+    nonce: &'a str,
+    gs2_header: &'a str,
+}
+
+fn client_final(message: &str, transcript: &Transcript<'_>, keys: &ScramKeys, known: bool) -> AuthStep {
     let Some((without_proof, proof)) = message.rsplit_once(",p=") else { return MALFORMED };
     let mut attributes = without_proof.split(',');
     let binding = attributes.next().and_then(|a| a.strip_prefix("c="));
     let their_nonce = attributes.next().and_then(|a| a.strip_prefix("r="));
-    if binding != Some(BASE64.encode(gs2_header).as_str()) || their_nonce != Some(nonce) {
+    if binding != Some(BASE64.encode(transcript.gs2_header).as_str()) || their_nonce != Some(transcript.nonce) {
         return MALFORMED;
     }
     let Ok(proof) = BASE64.decode(proof) else { return MALFORMED };
     let Ok(proof) = <[u8; 32]>::try_from(proof) else { return MALFORMED };
-    let Some(keys) = keys else { return REFUSED };
-    let auth_message = format!("{client_first_bare},{server_first},{without_proof}");
+    let auth_message = format!("{},{},{without_proof}", transcript.client_first_bare, transcript.server_first);
     let client_signature = hmac_sha256(&keys.stored_key, auth_message.as_bytes());
     let mut client_key = [0u8; 32];
     for (i, byte) in client_key.iter_mut().enumerate() {
         *byte = proof[i] ^ client_signature[i];
     }
     let stored_key: [u8; 32] = Sha256::digest(client_key).into();
-    if !bool::from(stored_key[..].ct_eq(&keys.stored_key[..])) {
+    // Made-up keys go through the same work and fail here, not earlier.
+    if !bool::from(stored_key[..].ct_eq(&keys.stored_key[..]) & Choice::from(u8::from(known))) {
         return REFUSED;
     }
     let server_signature = hmac_sha256(&keys.server_key, auth_message.as_bytes());
     AuthStep::Success(Some(Bytes::from(format!("v={}", BASE64.encode(server_signature)))))
+}
+
+/// The keys shown to a user without a SCRAM entry: stable per user name (a
+/// second attempt sees the same salt, as it would for a real user), shaped
+/// like the ones `broker ctl users` makes, and unusable (no password derives them).
+fn mock_keys(secret: &[u8; 32], user: &str) -> ScramKeys {
+    let derive = |label: &[u8]| hmac_sha256(secret, &[label, user.as_bytes()].concat());
+    ScramKeys {
+        iterations: SCRAM_ITERATIONS,
+        salt: derive(b"salt\0")[..SALT_LEN].to_vec(),
+        stored_key: derive(b"stored key\0"),
+        server_key: derive(b"server key\0"),
+    }
 }
 
 /// A SASL name with `=2C` and `=3D` decoded; None if another `=` escape appears.

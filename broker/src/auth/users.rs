@@ -5,11 +5,12 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::RwLock;
 use tokio::sync::Semaphore;
 
-use super::password::StoredHash;
+use super::password::{self, StoredHash};
 use super::users_file::UsersFile;
 use super::{Backend, Credentials, Decision, refusal};
 use crate::hash::AHashMap;
@@ -71,15 +72,51 @@ fn read(path: &Path) -> Result<Users, String> {
 /// does not know is ignored (the next backend may know it); a known user
 /// with a missing or wrong password is refused. The [`super::Chain`] rereads
 /// the file (it is shared with SCRAM).
+///
+/// An unknown user's password is verified too, against
+/// [`password::dummy_hash`], and the result thrown away: answering at once
+/// would tell an attacker, by the response time, which user names exist.
 #[derive(Debug)]
 pub struct UsersBackend {
     db: Arc<UserDb>,
     verifying: Semaphore,
+    /// Password verifications run, known users and unknown ones alike.
+    verifications: AtomicU64,
 }
 
 impl UsersBackend {
     pub fn new(db: Arc<UserDb>) -> Self {
-        Self { db, verifying: Semaphore::new(VERIFY_CONCURRENT_MAX) }
+        Self { db, verifying: Semaphore::new(VERIFY_CONCURRENT_MAX), verifications: AtomicU64::new(0) }
+    }
+
+    /// How many passwords this backend has verified (for tests and metrics).
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
+    }
+
+    async fn decide(&self, credentials: Credentials<'_>) -> Decision {
+        let connect = credentials.connect;
+        let Some(user) = connect.username.as_deref() else { return Decision::Ignore };
+        let known = self.db.get(user);
+        let Some(password) = connect.password.clone() else {
+            return if known.is_some() { Decision::Deny(refusal(connect)) } else { Decision::Ignore };
+        };
+        let Ok(_permit) = self.verifying.acquire().await else {
+            return Decision::Deny(ReasonCode::SERVER_UNAVAILABLE);
+        };
+        self.verifications.fetch_add(1, Ordering::Relaxed);
+        let hash = known.clone();
+        let matched = crate::seam::blocking(move || match hash {
+            Some(hash) => hash.verify(&password),
+            None => password::dummy_hash().is_some_and(|dummy| dummy.verify(&password)),
+        })
+        .await;
+        match (known, matched) {
+            (None, _) => Decision::Ignore,
+            (Some(_), Some(true)) => Decision::Allow,
+            (Some(_), Some(false)) => Decision::Deny(ReasonCode::BAD_USER_NAME_OR_PASSWORD),
+            (Some(_), None) => Decision::Deny(ReasonCode::SERVER_UNAVAILABLE),
+        }
     }
 }
 
@@ -89,19 +126,9 @@ impl Backend for UsersBackend {
     }
 
     fn check<'a>(&'a self, credentials: Credentials<'a>) -> Pin<Box<dyn Future<Output = Decision> + Send + 'a>> {
-        Box::pin(async move {
-            let connect = credentials.connect;
-            let Some(user) = connect.username.as_deref() else { return Decision::Ignore };
-            let Some(hash) = self.db.get(user) else { return Decision::Ignore };
-            let Some(password) = connect.password.clone() else { return Decision::Deny(refusal(connect)) };
-            let Ok(_permit) = self.verifying.acquire().await else {
-                return Decision::Deny(ReasonCode::SERVER_UNAVAILABLE);
-            };
-            match crate::seam::blocking(move || hash.verify(&password)).await {
-                Some(true) => Decision::Allow,
-                Some(false) => Decision::Deny(ReasonCode::BAD_USER_NAME_OR_PASSWORD),
-                None => Decision::Deny(ReasonCode::SERVER_UNAVAILABLE),
-            }
-        })
+        Box::pin(self.decide(credentials))
     }
 }
+
+#[cfg(test)]
+mod tests;

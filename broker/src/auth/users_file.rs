@@ -122,6 +122,9 @@ impl UsersFile {
         };
         let name = path.file_name().ok_or_else(|| io::Error::other("the users file path names no file"))?;
         let temp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+        // A leftover of an earlier process with this id that died mid-save
+        // (ids repeat, in containers often): no live process writes it.
+        let _ = fs::remove_file(&temp);
         let result = write_private(&temp, self.to_text().as_bytes()).and_then(|()| fs::rename(&temp, path));
         if result.is_err() {
             let _ = fs::remove_file(&temp);
@@ -200,6 +203,22 @@ mod tests {
         assert_eq!(loaded.get("alice"), Some(SHA));
         let names: Vec<_> = fs::read_dir(&dir).expect("ls").flatten().map(|e| e.file_name()).collect();
         assert_eq!(names.len(), 1, "{names:?}");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// Regression: a temporary file left by a crashed save of a process with
+    /// the same id made every later save fail with "File exists".
+    #[test]
+    fn a_stale_temporary_does_not_block_saving() {
+        let dir = std::env::temp_dir().join(format!("users-file-stale-{}", std::process::id()));
+        fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("users");
+        fs::write(dir.join(format!(".users.tmp-{}", std::process::id())), "half a file").expect("write");
+        let mut file = UsersFile::default();
+        file.set("alice", SHA.to_owned()).expect("set");
+        file.save(&path).expect("save over a stale temporary");
+        assert_eq!(UsersFile::load(&path).expect("load").get("alice"), Some(SHA));
+        assert_eq!(fs::read_dir(&dir).expect("ls").count(), 1, "the stale temporary is gone");
         let _ = fs::remove_dir_all(&dir);
     }
 }

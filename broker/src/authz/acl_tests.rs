@@ -193,7 +193,7 @@ fn reload_swaps_in_a_good_file_and_keeps_the_rules_on_a_bad_one() {
     check_pub(&acl, &client("c"), &[("a", false), ("b", true)]);
     std::fs::write(&path, "allow all publish a\nallow all publsh c\n").expect("write");
     let error = acl.reload().expect_err("a bad file is refused");
-    assert!(error.contains(":2:"), "{error}");
+    assert!(error.contains(&format!("ACL file {} line 2: ", path.display())), "{error}");
     check_pub(&acl, &client("c"), &[("a", false), ("b", true)]);
     std::fs::remove_file(&path).expect("remove");
     assert!(acl.reload().is_err(), "a vanished file is refused");

@@ -7,10 +7,10 @@
 //! - `parse`: the file format, errors with line numbers.
 //! - `rules`: the parsed rules and how the first matching rule is found.
 //! - `filter`: covering and overlapping of topic filters.
-//! - `cidr`: address blocks for `ip:` rules.
+//! - `cidr`: address blocks for `ip:` rules, also used by bans and trusted proxies.
 
 mod acl;
-mod cidr;
+pub mod cidr;
 mod filter;
 mod parse;
 mod rules;
@@ -22,6 +22,7 @@ use bytestring::ByteString;
 use serde::Deserialize;
 
 pub use self::acl::AclAuthorizer;
+pub use self::cidr::Cidr;
 pub use self::parse::AclError;
 
 /// Who is asking: what the core knows of a client from its CONNECT and its

@@ -25,11 +25,12 @@ pub struct AclError {
     pub message: String,
 }
 
+/// `ACL file PATH line N: MESSAGE`, or without the line when the whole file is at fault.
 impl fmt::Display for AclError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.line {
-            Some(line) => write!(f, "{}:{line}: {}", self.path.display(), self.message),
-            None => write!(f, "{}: {}", self.path.display(), self.message),
+            Some(line) => write!(f, "ACL file {} line {line}: {}", self.path.display(), self.message),
+            None => write!(f, "ACL file {}: {}", self.path.display(), self.message),
         }
     }
 }

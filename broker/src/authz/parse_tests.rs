@@ -107,6 +107,8 @@ fn malformed_lines_are_refused_with_their_line_number() {
     check_error("allow client: publish a", 1, "needs a value");
     check_error("allow ip:10.0.0.0/33 publish a", 1, "prefix");
     check_error("allow ip:nowhere publish a", 1, "not an IPv4 or IPv6 address");
+    check_error("allow ip:10.1.2.3/8 publish a", 1, "ip: 10.1.2.3/8 has host bits set; did you mean 10.0.0.0/8?");
+    check_error("allow ip:fd00::1/8 publish a", 1, "did you mean fd00::/8?");
     check_error("\n\nallow all publish a/#/b", 3, "not a topic filter");
     check_error("allow all publish a+", 1, "not a topic filter");
     check_error("allow all subscribe eq", 1, "`eq` needs a filter");
@@ -133,7 +135,7 @@ fn a_missing_file_is_an_error_naming_it() {
     let path = std::env::temp_dir().join(format!("acl-missing-{}.conf", std::process::id()));
     let error = load(&path).err().unwrap_or_else(|| panic!("{} loaded", path.display()));
     assert_eq!(error.line, None);
-    assert!(error.to_string().starts_with(&path.display().to_string()), "{error}");
+    assert!(error.to_string().starts_with(&format!("ACL file {}: ", path.display())), "{error}");
     assert!(error.to_string().contains("cannot read"), "{error}");
 }
 
@@ -144,7 +146,8 @@ fn a_malformed_file_is_an_error_naming_file_and_line() {
     let error = load(&path).err().unwrap_or_else(|| panic!("{} loaded", path.display()));
     let _ = std::fs::remove_file(&path);
     assert_eq!(error.line, Some(3));
-    assert!(error.to_string().starts_with(&format!("{}:3: ", path.display())), "{error}");
+    assert_eq!(error.to_string(), format!("ACL file {} line 3: {}", path.display(), error.message));
+    assert!(error.message.contains("a/#/b"), "{error}");
 }
 
 #[test]

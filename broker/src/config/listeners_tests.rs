@@ -1,3 +1,4 @@
+use super::de::struct_fields;
 use super::*;
 use crate::config::Config;
 
@@ -175,4 +176,19 @@ fn the_probe_reads_the_keys_serde_derives() {
 #[test]
 fn a_broker_without_any_listener_is_refused() {
     assert!(error_of("[listeners.tcp]\nenable = false\n").contains("no listener"));
+}
+
+#[test]
+fn a_trusted_proxy_network_with_host_bits_is_refused_with_the_network_meant() {
+    let e = error_of(
+        "[listeners.ws]\nbind = \"127.0.0.1:8083\"\nproxy_address_header = \"x-forwarded-for\"\n\
+         trusted_proxies = [\"10.0.0.0/8\", \"192.168.1.1/16\"]\n",
+    );
+    assert!(e.contains("line 4") && e.contains("did you mean 192.168.0.0/16?"), "{e}");
+    let l = parse(
+        "[listeners.ws]\nbind = \"127.0.0.1:8083\"\nproxy_address_header = \"x-forwarded-for\"\n\
+         trusted_proxies = [\"::ffff:10.0.0.0/104\"]\n",
+    );
+    let trusted = l.ws.map(|w| w.trusted_proxies).unwrap_or_default();
+    assert!(trusted.iter().any(|net| net.contains("10.9.9.9".parse().expect("an address"))), "{trusted:?}");
 }

@@ -11,7 +11,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use ipnet::IpNet;
+use crate::authz::Cidr;
 
 /// The client's address: from `values` (the header's occurrences, in order)
 /// when `peer` is a trusted proxy and the header parses, else `peer`. The
@@ -19,22 +19,29 @@ use ipnet::IpNet;
 pub(super) fn client_addr<'a>(
     peer: SocketAddr,
     values: impl IntoIterator<Item = &'a str>,
-    trusted: &[IpNet],
+    trusted: &[Cidr],
 ) -> SocketAddr {
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(&canonical(*ip)));
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(*ip));
     if !is_trusted(&peer.ip()) {
         return peer;
     }
-    let mut entries = Vec::new();
-    for entry in values.into_iter().flat_map(|v| v.split(',')).map(str::trim) {
-        match parse(entry) {
-            Some(ip) => entries.push(ip),
-            // A proxy wrote something unreadable (or "unknown"): nothing right of it can be placed.
-            None => return peer,
+    // From the right: each entry was written by the hop after it, so the scan
+    // stops at the first one no trusted proxy vouches for. What lies left of
+    // it is the client's own claim, unread: garbage there must not hide the
+    // client behind its proxy's address. Only the header's occurrences are
+    // collected (tungstenite reads at most 124 headers in 64 KiB), not its
+    // entries.
+    let values: Vec<&str> = values.into_iter().collect();
+    let mut leftmost = None;
+    for entry in values.iter().rev().flat_map(|v| v.rsplit(',')).map(str::trim) {
+        // A proxy wrote something unreadable (or "unknown"): nothing left of it can be placed.
+        let Some(ip) = parse(entry) else { return peer };
+        if !is_trusted(&ip) {
+            return SocketAddr::new(ip, 0);
         }
+        leftmost = Some(ip);
     }
-    let client = entries.iter().rev().find(|ip| !is_trusted(ip)).or_else(|| entries.first());
-    client.map_or(peer, |ip| SocketAddr::new(*ip, 0))
+    leftmost.map_or(peer, |ip| SocketAddr::new(ip, 0))
 }
 
 /// An entry: an address, or an address with a port (`1.2.3.4:5`, `[::1]:5`).
@@ -58,7 +65,7 @@ mod tests {
     use super::*;
 
     fn check(peer: &str, header: &[&str], trusted: &[&str], expected: &str) {
-        let trusted: Vec<IpNet> = trusted.iter().map(|t| t.parse().unwrap()).collect();
+        let trusted: Vec<Cidr> = trusted.iter().map(|t| t.parse().unwrap()).collect();
         let peer: SocketAddr = peer.parse().unwrap();
         let got = client_addr(peer, header.iter().copied(), &trusted);
         assert_eq!(got, expected.parse::<SocketAddr>().unwrap(), "peer {peer}, header {header:?}");
@@ -90,6 +97,23 @@ mod tests {
         check("127.0.0.1:1", &["[2001:db8::1]:443"], &["127.0.0.0/8"], "[2001:db8::1]:0");
         check("127.0.0.1:1", &["203.0.113.7:8080"], &["127.0.0.0/8"], "203.0.113.7:0");
         check("[::ffff:127.0.0.1]:1", &["203.0.113.7"], &["127.0.0.0/8"], "203.0.113.7:0");
+    }
+
+    #[test]
+    fn garbage_claimed_by_the_client_does_not_hide_it_behind_its_proxy() {
+        check("10.0.0.2:1", &["garbage, 203.0.113.7"], &["10.0.0.0/8"], "203.0.113.7:0");
+        check("10.0.0.2:1", &["unknown", "203.0.113.7, 10.0.0.1"], &["10.0.0.0/8"], "203.0.113.7:0");
+    }
+
+    #[test]
+    fn an_unreadable_entry_written_by_a_trusted_proxy_keeps_the_peer() {
+        check("10.0.0.2:1", &["203.0.113.7, unknown, 10.0.0.1"], &["10.0.0.0/8"], "10.0.0.2:1");
+    }
+
+    #[test]
+    fn a_header_of_many_trusted_entries_is_read_to_its_leftmost() {
+        let header = format!("203.0.113.7{}", ", 10.0.0.1".repeat(5000));
+        check("10.0.0.2:1", &[header.as_str()], &["10.0.0.0/8"], "203.0.113.7:0");
     }
 
     #[test]

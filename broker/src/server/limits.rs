@@ -17,10 +17,11 @@ use mqtt_codec::{Connect, ReasonCode};
 use parking_lot::Mutex;
 use serde::Serialize;
 
+use self::bans::Bans;
 pub use self::bans::{Ban, BanKind, BanRequest, Unban};
-use self::bans::{Bans, canonical, mask};
 use self::bucket::Bucket;
 use super::{Server, Shared};
+use crate::authz::Cidr;
 use crate::config::LimitsConfig;
 use crate::core::ConnId;
 use crate::hash::AHashMap;
@@ -36,8 +37,8 @@ pub(crate) struct Limits {
     /// Live clients, so that a new ban can close the ones it matches.
     live: Mutex<AHashMap<ConnId, LiveClient>>,
     counters: LimitCounters,
-    /// Whether a refusal for `max_connections` was logged since a connection was last admitted.
-    max_connections_logged: AtomicBool,
+    /// The listeners whose current run of `max_connections` refusals was logged.
+    max_connections_logged: RunLog,
 }
 
 impl std::fmt::Debug for Limits {
@@ -103,6 +104,7 @@ pub struct LimitStats {
     pub read_pauses: u64,
     /// Source addresses tracked for `max_conn_rate_per_ip`.
     pub tracked_ips: usize,
+    /// Bans in force (lapsed ones are not counted).
     pub bans: usize,
     /// Connections the broker closed, by reason ("0x93 Receive Maximum exceeded": 2).
     pub closed_by_reason: BTreeMap<String, u64>,
@@ -119,7 +121,7 @@ impl Limits {
             bans: Mutex::new(bans),
             live: Mutex::new(AHashMap::new()),
             counters: LimitCounters::default(),
-            max_connections_logged: AtomicBool::new(false),
+            max_connections_logged: RunLog::default(),
         })
     }
 
@@ -188,17 +190,18 @@ impl Limits {
         admitted
     }
 
-    /// Counts (and logs once per run) a socket refused for `max_connections`.
-    pub(crate) fn refused_max_connections(&self, peer: SocketAddr, max: usize) {
+    /// Counts a socket `listener` refused for `max_connections`; logs the
+    /// first of each run of refusals of that listener.
+    pub(crate) fn refused_max_connections(&self, listener: &str, peer: SocketAddr, max: usize) {
         self.counters.refused_max_connections.fetch_add(1, Ordering::Relaxed);
-        if !self.max_connections_logged.swap(true, Ordering::Relaxed) {
-            tracing::warn!(%peer, max, "connections refused: listener at max_connections");
+        if self.max_connections_logged.refused(listener) {
+            tracing::warn!(listener, %peer, max, "connections refused: listener at max_connections");
         }
     }
 
-    /// A connection was admitted under `max_connections`: the next refusal is news again.
-    pub(crate) fn admitted(&self) {
-        self.max_connections_logged.store(false, Ordering::Relaxed);
+    /// `listener` admitted a connection under `max_connections`: its next refusal is news again.
+    pub(crate) fn admitted(&self, listener: &str) {
+        self.max_connections_logged.admitted(listener);
     }
 
     /// The refusal for a CONNECT that a ban in force at `wall_ms` matches:
@@ -248,7 +251,8 @@ impl Limits {
         }
     }
 
-    fn stats(&self) -> LimitStats {
+    /// The counters; `wall_ms` (the seam's wall clock) drops lapsed bans first.
+    fn stats(&self, wall_ms: u64) -> LimitStats {
         let c = &self.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         LimitStats {
@@ -261,7 +265,11 @@ impl Limits {
             clients_throttled: get(&c.clients_throttled),
             read_pauses: get(&c.read_pauses),
             tracked_ips: self.per_ip.lock().buckets.len(),
-            bans: self.bans.lock().len(),
+            bans: {
+                let mut bans = self.bans.lock();
+                bans.purge(wall_ms);
+                bans.len()
+            },
             closed_by_reason: c
                 .closed_by_reason
                 .lock()
@@ -269,6 +277,39 @@ impl Limits {
                 .map(|(code, n)| (ReasonCode(*code).to_string(), *n))
                 .collect(),
         }
+    }
+}
+
+/// Which listeners' current run of refusals was logged. Kept per listener:
+/// with one flag for all, every connection another listener admits would make
+/// the next refusal of a full listener under a flood a new log line.
+#[derive(Debug, Default)]
+struct RunLog {
+    /// Listener ids; at most one per listener.
+    logged: Mutex<Vec<String>>,
+    /// `logged` is not empty: the common case, nothing to forget, takes no lock.
+    any: AtomicBool,
+}
+
+impl RunLog {
+    /// Whether this refusal starts a run of `listener`'s, and so is worth a log line.
+    fn refused(&self, listener: &str) -> bool {
+        let mut logged = self.logged.lock();
+        if logged.iter().any(|l| l == listener) {
+            return false;
+        }
+        logged.push(listener.to_owned());
+        self.any.store(true, Ordering::Relaxed);
+        true
+    }
+
+    fn admitted(&self, listener: &str) {
+        if !self.any.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut logged = self.logged.lock();
+        logged.retain(|l| l != listener);
+        self.any.store(!logged.is_empty(), Ordering::Relaxed);
     }
 }
 
@@ -286,10 +327,8 @@ impl Throttle {
 /// The key of a source address: IPv4 as is, IPv6 by its /64, which one
 /// subscriber line usually gets whole.
 fn source_key(ip: IpAddr) -> IpAddr {
-    match canonical(ip) {
-        v6 @ IpAddr::V6(_) => mask(v6, 64),
-        v4 => v4,
-    }
+    let ip = ip.to_canonical();
+    if ip.is_ipv6() { Cidr::around(ip, 64).network() } else { ip }
 }
 
 /// One client's message and byte buckets (`max_messages_per_sec`,
@@ -386,6 +425,10 @@ impl Server {
     /// Adds (or replaces) a ban and closes the live clients it matches; returns
     /// the ban as stored and how many clients it closed.
     pub fn ban(&self, request: BanRequest) -> Result<(Ban, usize), String> {
+        if request.duration_secs == Some(0) {
+            // It would close the clients it matches and then be in force for no one.
+            return Err("a ban of 0 seconds lapses at once; leave the duration out for a ban until removed".into());
+        }
         let shared = &self.shared;
         let wall_ms = wall_now(shared);
         let until_ms = request.duration_secs.map(|secs| wall_ms.saturating_add(secs.saturating_mul(1000)));
@@ -397,8 +440,9 @@ impl Server {
         };
         let matched: Vec<ConnId> = {
             let live = shared.limits.live.lock();
+            let matches = ban.matcher();
             live.iter()
-                .filter(|(_, c)| ban.matches(&c.client_id, c.username.as_deref(), c.ip))
+                .filter(|(_, c)| matches(&c.client_id, c.username.as_deref(), c.ip))
                 .map(|(conn, _)| *conn)
                 .collect()
         };
@@ -419,114 +463,9 @@ impl Server {
 
     /// What the shell's limits refused, paused and closed so far.
     pub fn limit_stats(&self) -> LimitStats {
-        self.shared.limits.stats()
+        self.shared.limits.stats(wall_now(&self.shared))
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn limits(configure: impl FnOnce(&mut LimitsConfig)) -> Limits {
-        let mut config = LimitsConfig::default();
-        configure(&mut config);
-        Limits::new(&config).expect("no bans file")
-    }
-
-    fn peer(text: &str) -> SocketAddr {
-        SocketAddr::new(text.parse().expect("an address"), 40000)
-    }
-
-    #[test]
-    fn by_default_nothing_is_rate_limited() {
-        let l = limits(|_| {});
-        assert!((0..10_000).all(|_| l.admit("tcp:default", peer("127.0.0.1"), 0)));
-        assert_eq!(l.stats().tracked_ips, 0, "no table is kept for a limit that is off");
-    }
-
-    #[test]
-    fn the_listener_rate_covers_every_address_and_each_listener_apart() {
-        let l = limits(|c| {
-            c.max_conn_rate = 2;
-            c.max_conn_burst = 2;
-        });
-        assert!(l.admit("tcp:default", peer("127.0.0.1"), 0));
-        assert!(l.admit("tcp:default", peer("127.0.0.2"), 0));
-        assert!(!l.admit("tcp:default", peer("127.0.0.3"), 0));
-        assert!(l.admit("ws:default", peer("127.0.0.3"), 0), "another listener has its own bucket");
-        assert!(l.admit("tcp:default", peer("127.0.0.3"), 500), "half a second refills one at 2/s");
-        assert_eq!(l.stats().refused_listener_rate, 1);
-    }
-
-    #[test]
-    fn the_per_address_rate_refuses_one_source_and_not_another() {
-        let l = limits(|c| {
-            c.max_conn_rate_per_ip = 1;
-            c.max_conn_burst_per_ip = 3;
-        });
-        let flood = (0..10).filter(|_| l.admit("tcp:default", peer("192.0.2.1"), 0)).count();
-        assert_eq!(flood, 3, "the burst, then nothing");
-        assert!(l.admit("tcp:default", peer("192.0.2.2"), 0));
-        assert!(l.admit("tcp:default", peer("192.0.2.1"), 1000), "one second refills one");
-        assert_eq!(l.stats().refused_ip_rate, 7);
-    }
-
-    #[test]
-    fn an_ipv6_source_is_limited_by_its_64() {
-        let l = limits(|c| c.max_conn_rate_per_ip = 1);
-        assert!(l.admit("tcp:default", peer("2001:db8:0:1::1"), 0));
-        assert!(!l.admit("tcp:default", peer("2001:db8:0:1::2"), 0), "same /64");
-        assert!(l.admit("tcp:default", peer("2001:db8:0:2::1"), 0), "another /64");
-    }
-
-    #[test]
-    fn the_address_table_is_bounded_and_forgets_idle_addresses() {
-        let l = limits(|c| {
-            c.max_conn_rate_per_ip = 10;
-            c.max_tracked_ips = 4.try_into().expect("not zero");
-        });
-        for i in 0..4 {
-            assert!(l.admit("tcp:default", peer(&format!("10.0.0.{i}")), 0));
-        }
-        // All four are busy: a fifth address is admitted, not tracked.
-        assert!(l.admit("tcp:default", peer("10.0.0.9"), 0));
-        assert_eq!(l.stats().tracked_ips, 4);
-        assert_eq!(l.stats().ip_table_full, 1);
-        // A second later the four buckets are full again: they are forgotten.
-        assert!(l.admit("tcp:default", peer("10.0.0.9"), 1000));
-        assert_eq!(l.stats().tracked_ips, 1);
-    }
-
-    #[test]
-    fn closures_are_counted_by_reason() {
-        let l = limits(|_| {});
-        l.closed(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED);
-        l.closed(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED);
-        l.closed(ReasonCode::NORMAL_DISCONNECTION);
-        let stats = l.stats();
-        assert_eq!(stats.closed_by_reason.get("0x93 Receive Maximum exceeded"), Some(&2));
-        assert_eq!(stats.closed_by_reason.len(), 1, "a normal disconnection is no limit hit");
-    }
-
-    #[test]
-    fn a_client_over_its_byte_rate_waits_for_the_debt() {
-        let l = limits(|c| c.max_bytes_per_sec = 1000);
-        let mut rate = l.client_rate(0);
-        rate.read(500, 0);
-        assert_eq!(rate.resume_at(0), None, "within the first second's worth");
-        rate.read(1500, 0);
-        assert_eq!(rate.resume_at(0), Some(1000));
-        assert_eq!(rate.resume_at(1000), None);
-    }
-
-    #[test]
-    fn a_client_over_its_message_rate_waits_and_bytes_do_not_count_then() {
-        let l = limits(|c| c.max_messages_per_sec = 10);
-        let mut rate = l.client_rate(0);
-        rate.read(1 << 20, 0);
-        rate.received(10, 0);
-        assert_eq!(rate.resume_at(0), None);
-        rate.received(5, 0);
-        assert_eq!(rate.resume_at(0), Some(500));
-    }
-}
+mod tests;

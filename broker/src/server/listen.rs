@@ -21,6 +21,7 @@ use super::{Shared, connection, quic, tls, ws};
 use crate::auth::TransportInfo;
 use crate::config::{ListenerEntry, ListenerKind, PeerCertField, WsOptions};
 use crate::seam::{Accepted, Listener};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// A bound listener, as [`crate::Server::listeners`] reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,10 +67,10 @@ impl ListenerCtx {
         }
         if self.live.fetch_add(1, Ordering::AcqRel) >= self.max_connections {
             self.live.fetch_sub(1, Ordering::AcqRel);
-            shared.limits.refused_max_connections(peer, self.max_connections);
+            shared.limits.refused_max_connections(&self.id, peer, self.max_connections);
             return None;
         }
-        shared.limits.admitted();
+        shared.limits.admitted(&self.id);
         Some(Slot(Arc::clone(self)))
     }
 }
@@ -116,8 +117,8 @@ impl Admission {
 enum Upgrade {
     Plain,
     Tls(Arc<CertSet>),
-    Ws(Arc<WsOptions>),
-    Wss(Arc<CertSet>, Arc<WsOptions>),
+    Ws(Arc<WsOptions>, WebSocketConfig),
+    Wss(Arc<CertSet>, Arc<WsOptions>, WebSocketConfig),
 }
 
 impl Upgrade {
@@ -125,10 +126,10 @@ impl Upgrade {
         match self {
             Self::Plain => Ok((accepted, None)),
             Self::Tls(certs) => tls::handshake(certs, accepted).await,
-            Self::Ws(options) => Ok((ws::upgrade(accepted, options).await?, None)),
-            Self::Wss(certs, options) => {
+            Self::Ws(options, config) => Ok((ws::upgrade(accepted, options, *config).await?, None)),
+            Self::Wss(certs, options, config) => {
                 let (accepted, cert) = tls::handshake(certs, accepted).await?;
-                Ok((ws::upgrade(accepted, options).await?, cert))
+                Ok((ws::upgrade(accepted, options, *config).await?, cert))
             }
         }
     }
@@ -160,11 +161,12 @@ pub(super) async fn start_all(shared: &Arc<Shared>) -> io::Result<(Vec<BoundList
         let addr = match (entry.kind, set) {
             (ListenerKind::Quic, Some(set)) => quic::start(Arc::clone(shared), ctx, entry.bind(), set)?,
             (kind, set) => {
+                let frames = ws::config(shared.config.mqtt.max_packet_size.get());
                 let upgrade = match (kind, set, entry.websocket()) {
                     (ListenerKind::Tcp, _, _) => Upgrade::Plain,
                     (ListenerKind::Tls, Some(set), _) => Upgrade::Tls(set),
-                    (ListenerKind::Ws, _, Some(ws)) => Upgrade::Ws(Arc::new(ws)),
-                    (ListenerKind::Wss, Some(set), Some(ws)) => Upgrade::Wss(set, Arc::new(ws)),
+                    (ListenerKind::Ws, _, Some(ws)) => Upgrade::Ws(Arc::new(ws), frames),
+                    (ListenerKind::Wss, Some(set), Some(ws)) => Upgrade::Wss(set, Arc::new(ws), frames),
                     // Never serve in the clear what was configured with TLS.
                     _ => return Err(io::Error::other(format!("{}: TLS or WebSocket keys missing", entry.label()))),
                 };

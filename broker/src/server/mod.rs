@@ -7,6 +7,7 @@ mod connection;
 mod forwarded;
 mod limits;
 mod listen;
+mod preflight;
 mod quic;
 mod sys;
 mod tls;
@@ -29,6 +30,7 @@ use crate::seam::{self, Millis, Runtime};
 
 pub use self::limits::{Ban, BanKind, BanRequest, LimitStats, Unban};
 pub use self::listen::BoundListener;
+pub use self::preflight::check_files;
 
 /// How long shutdown waits for connections to flush their DISCONNECT, in milliseconds.
 const SHUTDOWN_FLUSH_MAX_MS: Millis = 5_000;
@@ -120,8 +122,7 @@ impl Server {
         authenticator: Arc<dyn Authenticator>,
     ) -> io::Result<Self> {
         // Before anything binds: a bad ACL file stops start-up, naming the file and line.
-        let authorizer =
-            crate::authz::from_config(&config.authz).map_err(|e| io::Error::other(format!("[authz] acl_file {e}")))?;
+        let authorizer = crate::authz::from_config(&config.authz).map_err(io::Error::other)?;
         let limits = limits::Limits::new(&config.limits)?;
         let mut rng = seam::rng(config.node.rng_seed);
         // A restart is a new incarnation (ALGORITHM.md, "Nodes"); drawn before the core takes the RNG.

@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::forwarded;
@@ -22,11 +23,28 @@ use crate::seam::{Accepted, Stream};
 
 /// Subprotocols accepted, in order of preference ([MQTT-6.0.0-3]: "mqtt").
 const SUBPROTOCOLS: [&str; 3] = ["mqtt", "mqttv3.1.1", "mqttv3.1"];
+/// Room in a frame beyond one packet of the largest size the broker takes:
+/// what a client may pack beside it (acknowledgements, a ping).
+const FRAME_SLACK_BYTES: usize = 64 * 1024;
+
+/// The frame and message bounds for a broker that takes MQTT packets of up to
+/// `max_packet_size` bytes. tungstenite's defaults (16 MiB frames, 64 MiB
+/// messages) would let every client make the broker buffer that much before
+/// the MQTT decoder, which checks the packet size, sees a byte.
+pub(super) fn config(max_packet_size: u32) -> WebSocketConfig {
+    let limit = usize::try_from(max_packet_size).unwrap_or(usize::MAX).saturating_add(FRAME_SLACK_BYTES);
+    WebSocketConfig::default().max_frame_size(Some(limit)).max_message_size(Some(limit))
+}
 
 /// Runs the HTTP upgrade on an accepted stream (plain, or TLS for wss); the
 /// result carries MQTT bytes, and the client's address when a trusted proxy
-/// forwarded it (`proxy_address_header`).
-pub(super) async fn upgrade(accepted: Accepted, options: &WsOptions) -> Result<Accepted, String> {
+/// forwarded it (`proxy_address_header`). `config` bounds frames and
+/// messages ([`config`]).
+pub(super) async fn upgrade(
+    accepted: Accepted,
+    options: &WsOptions,
+    config: WebSocketConfig,
+) -> Result<Accepted, String> {
     let mut peer = accepted.peer;
     // The callback's error type is tungstenite's (an HTTP response), not ours to shrink.
     #[allow(clippy::result_large_err)]
@@ -37,7 +55,7 @@ pub(super) async fn upgrade(accepted: Accepted, options: &WsOptions) -> Result<A
         }
         choose(request, response, &options.path)
     };
-    let ws = tokio_tungstenite::accept_hdr_async(accepted.stream, callback)
+    let ws = tokio_tungstenite::accept_hdr_async_with_config(accepted.stream, callback, Some(config))
         .await
         .map_err(|e| format!("WebSocket upgrade failed: {e}"))?;
     if peer != accepted.peer {

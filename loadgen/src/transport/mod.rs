@@ -21,6 +21,7 @@ use rustls_pki_types::ServerName;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::SemaphorePermit;
 use tokio_rustls::TlsConnector;
 
 use crate::scenario::Target;
@@ -65,6 +66,15 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + Sized + 'static {
     /// Connects client `number` (which picks its target and source address)
     /// and completes the transport's handshakes, ready for MQTT bytes.
     fn open(dialer: &Dialer, number: u64) -> impl Future<Output = Result<Self, String>> + Send;
+
+    /// Waits until this kind lets one more client connect, and holds that
+    /// place until the connect ends (QUIC bounds its connects in flight). The
+    /// wait is outside the connect timeout: the client has sent nothing yet,
+    /// and the achieved connect rate shows the delay.
+    fn turn(dialer: &Dialer) -> impl Future<Output = Option<SemaphorePermit<'_>>> + Send {
+        let _ = dialer;
+        std::future::ready(None)
+    }
 
     /// Ends the connection the transport's own way, once the DISCONNECT is
     /// out: TCP a FIN, TLS a close_notify, WebSocket a Close frame.

@@ -58,20 +58,66 @@ fn a_wrong_password_fails_at_the_proof() {
     assert_eq!(scram.user(), None);
 }
 
+/// The salt of a server-first message.
+fn salt_of(server_first: &str) -> Vec<u8> {
+    let salt = server_first.split(',').find_map(|a| a.strip_prefix("s=")).expect("s=");
+    BASE64.decode(salt).expect("base64 salt")
+}
+
 #[test]
 fn an_unknown_user_gets_a_stable_made_up_salt_and_fails() {
     let db = users("unknown", b"pencil");
-    let first = |db: Arc<UserDb>| {
-        let mut scram = exchange(db, None);
-        let step = scram.step(b"n,,n=nobody,r=abc");
-        (text(&step).to_owned(), scram)
+    let scram = Scram::new(db, StdRng::seed_from_u64(1));
+    let first = |user: &str| {
+        let mut exchange = scram.exchange(None);
+        exchange.server_nonce = SERVER_NONCE.to_owned();
+        let step = exchange.step(format!("n,,n={user},r=abc").as_bytes());
+        (text(&step).to_owned(), exchange)
     };
-    let (a, mut scram) = first(Arc::clone(&db));
-    let (b, _) = first(db);
+    let (a, mut exchange) = first("nobody");
+    let (b, _) = first("nobody");
+    let (other, _) = first("somebody");
     assert_eq!(a, b, "the same user always sees the same salt");
-    assert!(a.ends_with(",i=4096"), "{a}");
+    assert_ne!(salt_of(&a), salt_of(&other), "another user sees another salt");
+    // Shaped like a real user's: a salt as long as `broker ctl users` makes, the default iterations.
+    assert_eq!(salt_of(&a).len(), crate::auth::password::SALT_LEN);
+    assert!(a.starts_with(&format!("r=abc{SERVER_NONCE},s=")) && a.ends_with(",i=4096"), "{a}");
     let final_message = format!("c=biws,r=abc{SERVER_NONCE},p={}", BASE64.encode([0u8; 32]));
-    assert_eq!(scram.step(final_message.as_bytes()), REFUSED);
+    assert_eq!(exchange.step(final_message.as_bytes()), REFUSED);
+    assert_eq!(exchange.user(), None);
+}
+
+#[test]
+fn made_up_salts_depend_on_the_process_secret() {
+    let salt = |seed: u64| {
+        let mut exchange = Scram::new(users("secret", b"pencil"), StdRng::seed_from_u64(seed)).exchange(None);
+        salt_of(text(&exchange.step(b"n,,n=nobody,r=abc")))
+    };
+    assert_ne!(salt(1), salt(2), "another process cannot predict this one's made-up salts");
+}
+
+#[test]
+fn an_unknown_user_is_refused_even_with_a_proof_for_the_made_up_keys() {
+    // The made-up stored key is known to the test (not to a client): a proof whose
+    // ClientKey hashes to it cannot be made, but the `known` flag refuses it regardless.
+    let scram = Scram::new(users("madeup", b"pencil"), StdRng::seed_from_u64(1));
+    let keys = mock_keys(&scram.mock_key, "nobody");
+    let transcript = Transcript {
+        client_first_bare: "n=nobody,r=abc",
+        server_first: "r=abcdef,s=x,i=4096",
+        nonce: "abcdef",
+        gs2_header: "n,,",
+    };
+    let client_key = [7u8; 32];
+    let stored_key: [u8; 32] = Sha256::digest(client_key).into();
+    let keys = ScramKeys { stored_key, ..keys };
+    let without_proof = "c=biws,r=abcdef";
+    let auth_message = format!("n=nobody,r=abc,r=abcdef,s=x,i=4096,{without_proof}");
+    let signature = hmac_sha256(&stored_key, auth_message.as_bytes());
+    let proof: Vec<u8> = client_key.iter().zip(signature).map(|(k, s)| k ^ s).collect();
+    let message = format!("{without_proof},p={}", BASE64.encode(&proof));
+    assert!(matches!(client_final(&message, &transcript, &keys, true), AuthStep::Success(_)), "a valid proof");
+    assert_eq!(client_final(&message, &transcript, &keys, false), REFUSED, "but not for an unknown user");
 }
 
 #[test]

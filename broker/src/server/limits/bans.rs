@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::authz::Cidr;
+
 /// Bans held at once. Each CONNECT scans the address-block bans, and a list
 /// longer than this belongs in a firewall.
 pub(crate) const BANS_MAX: usize = 10_000;
@@ -48,12 +50,17 @@ pub struct Ban {
 }
 
 impl Ban {
-    /// Whether a client matches this ban, in force or not.
-    pub(crate) fn matches(&self, client_id: &str, username: Option<&str>, ip: IpAddr) -> bool {
-        match self.kind {
+    /// Whether a client (id, user name, address) matches this ban, in force
+    /// or not. The value is parsed once here, not once per client asked about.
+    pub(crate) fn matcher(&self) -> impl Fn(&str, Option<&str>, IpAddr) -> bool + '_ {
+        let block = match self.kind {
+            BanKind::Cidr => Cidr::parse(&self.value).ok(),
+            BanKind::ClientId | BanKind::Username => None,
+        };
+        move |client_id, username, ip| match self.kind {
             BanKind::ClientId => self.value == client_id,
             BanKind::Username => username == Some(self.value.as_str()),
-            BanKind::Cidr => Cidr::parse(&self.value).is_ok_and(|block| block.contains(ip)),
+            BanKind::Cidr => block.is_some_and(|block| block.contains(ip)),
         }
     }
 }
@@ -77,66 +84,6 @@ pub struct BanRequest {
 pub struct Unban {
     pub kind: BanKind,
     pub value: String,
-}
-
-/// An address block: the network address (host bits zero) and prefix length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Cidr {
-    net: IpAddr,
-    prefix: u8,
-}
-
-impl Cidr {
-    /// `a.b.c.d/n`, `x:y::/n`, or one address (a full-length prefix).
-    pub(crate) fn parse(text: &str) -> Result<Self, String> {
-        let (addr, prefix) = match text.split_once('/') {
-            Some((addr, prefix)) => (addr, Some(prefix)),
-            None => (text, None),
-        };
-        let ip = canonical(addr.trim().parse::<IpAddr>().map_err(|_| format!("{text:?} is not an address block"))?);
-        let bits = if ip.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => bits,
-            Some(p) => match p.trim().parse::<u8>() {
-                Ok(p) if p <= bits => p,
-                _ => return Err(format!("{text:?}: the prefix length must be 0 to {bits}")),
-            },
-        };
-        Ok(Self { net: mask(ip, prefix), prefix })
-    }
-
-    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
-        let ip = canonical(ip);
-        ip.is_ipv4() == self.net.is_ipv4() && mask(ip, self.prefix) == self.net
-    }
-}
-
-impl fmt::Display for Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.net, self.prefix)
-    }
-}
-
-/// An IPv4 client that reached an IPv6 socket is an IPv4 client.
-pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
-/// `ip` with all but its first `prefix` bits cleared.
-pub(crate) fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
-    match ip {
-        IpAddr::V4(v4) => {
-            let keep = u32::MAX.checked_shl(32 - u32::from(prefix.min(32))).unwrap_or(0);
-            IpAddr::V4((u32::from(v4) & keep).into())
-        }
-        IpAddr::V6(v6) => {
-            let keep = u128::MAX.checked_shl(128 - u32::from(prefix.min(128))).unwrap_or(0);
-            IpAddr::V6((u128::from(v6) & keep).into())
-        }
-    }
 }
 
 struct Entry {
@@ -177,7 +124,9 @@ impl Bans {
         Ok(bans)
     }
 
-    /// Adds or replaces a ban; the value is checked and made canonical.
+    /// Adds or replaces a ban; the value is checked and made canonical. An
+    /// address block with host bits set is refused (`authz::cidr`), naming
+    /// the block probably meant.
     pub(crate) fn insert(&mut self, ban: Ban) -> Result<Ban, String> {
         self.replace(ban).map(|(ban, _)| ban)
     }
@@ -273,16 +222,21 @@ impl Bans {
         Some((entry.ban.clone(), first))
     }
 
-    /// Writes the bans to the bans file, if there is one: a temporary file
-    /// renamed over the old one, so a crash leaves the old list or the new.
+    /// Writes the bans to the bans file, if there is one: a temporary file,
+    /// synced, then renamed over the old one, so a crash (of the process or
+    /// of the machine) leaves the old list or the new.
     pub(crate) fn save(&self) -> Result<(), String> {
         let Some(path) = &self.file else { return Ok(()) };
         let text = serde_json::to_string_pretty(&self.list()).map_err(|e| e.to_string())?;
         let mut tmp = path.clone().into_os_string();
         tmp.push(".tmp");
-        std::fs::write(&tmp, text + "\n")
-            .and_then(|()| std::fs::rename(&tmp, path))
-            .map_err(|e| format!("cannot write the bans file {}: {e}", path.display()))
+        let write = || -> std::io::Result<()> {
+            let mut file = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut file, (text + "\n").as_bytes())?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, path)
+        };
+        write().map_err(|e| format!("cannot write the bans file {}: {e}", path.display()))
     }
 }
 
@@ -301,24 +255,47 @@ mod tests {
     }
 
     #[test]
-    fn address_blocks_parse_to_their_network() {
-        assert_eq!(Cidr::parse("10.1.2.3/8").unwrap().to_string(), "10.0.0.0/8");
-        assert_eq!(Cidr::parse("192.0.2.7").unwrap().to_string(), "192.0.2.7/32");
-        assert_eq!(Cidr::parse("2001:db8::1/32").unwrap().to_string(), "2001:db8::/32");
-        assert_eq!(Cidr::parse("0.0.0.0/0").unwrap().to_string(), "0.0.0.0/0");
-        for bad in ["10.0.0.0/33", "2001:db8::/129", "nowhere/8", "10.0.0.0/x", ""] {
-            assert!(Cidr::parse(bad).is_err(), "{bad}");
+    fn address_block_bans_are_stored_in_canonical_form() {
+        let mut bans = Bans::load(None).unwrap();
+        for (value, stored) in
+            [("192.0.2.7", "192.0.2.7/32"), ("::ffff:10.0.0.0/104", "10.0.0.0/8"), ("2001:db8::/32", "2001:db8::/32")]
+        {
+            assert_eq!(bans.insert(ban(BanKind::Cidr, value, None)).unwrap().value, stored);
         }
     }
 
     #[test]
-    fn an_address_block_contains_its_addresses_only() {
-        let block = Cidr::parse("10.0.0.0/8").unwrap();
-        assert!(block.contains(ip("10.255.0.1")));
-        assert!(block.contains(ip("::ffff:10.0.0.1")), "an IPv4-mapped address is the IPv4 address");
-        assert!(!block.contains(ip("11.0.0.1")));
-        assert!(!block.contains(ip("::a00:1")), "an IPv6 address is not in an IPv4 block");
-        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains(ip("203.0.113.9")));
+    fn an_address_block_ban_with_host_bits_is_refused_naming_the_network_meant() {
+        let mut bans = Bans::load(None).unwrap();
+        let e = bans.insert(ban(BanKind::Cidr, "10.1.2.3/8", None)).unwrap_err();
+        assert!(e.contains("did you mean 10.0.0.0/8?"), "{e}");
+        let e = bans.remove(BanKind::Cidr, "2001:db8::1/32").unwrap_err();
+        assert!(e.contains("did you mean 2001:db8::/32?"), "{e}");
+        assert_eq!(bans.len(), 0);
+    }
+
+    #[test]
+    fn an_address_block_ban_matches_ipv4_ipv6_and_ipv4_mapped_clients() {
+        let mut bans = Bans::load(None).unwrap();
+        bans.insert(ban(BanKind::Cidr, "10.0.0.0/8", None)).unwrap();
+        bans.insert(ban(BanKind::Cidr, "2001:db8::/32", None)).unwrap();
+        assert!(bans.matching("c", None, ip("10.255.0.1"), 0).is_some());
+        assert!(bans.matching("c", None, ip("::ffff:10.0.0.1"), 0).is_some(), "IPv4 through a dual-stack socket");
+        assert!(bans.matching("c", None, ip("2001:db8:1::1"), 0).is_some());
+        assert!(bans.matching("c", None, ip("11.0.0.1"), 0).is_none());
+        assert!(bans.matching("c", None, ip("::a00:1"), 0).is_none(), "an IPv6 address is not in an IPv4 block");
+        assert!(bans.matching("c", None, ip("2001:db9::1"), 0).is_none());
+    }
+
+    #[test]
+    fn a_ban_matcher_sees_what_the_ban_names() {
+        let block = ban(BanKind::Cidr, "10.0.0.0/8", None);
+        let matches = block.matcher();
+        assert!(matches("any", None, ip("10.1.1.1")));
+        assert!(!matches("any", None, ip("11.1.1.1")));
+        let user = ban(BanKind::Username, "mallory", None);
+        assert!(user.matcher()("any", Some("mallory"), ip("11.1.1.1")));
+        assert!(!user.matcher()("mallory", None, ip("11.1.1.1")), "a client id is not a user name");
     }
 
     #[test]
@@ -358,8 +335,8 @@ mod tests {
     #[test]
     fn removal_takes_the_value_in_any_spelling_of_the_block() {
         let mut bans = Bans::load(None).unwrap();
-        bans.insert(ban(BanKind::Cidr, "10.9.9.9/8", None)).unwrap();
-        assert!(bans.remove(BanKind::Cidr, "10.0.0.0/8").unwrap());
+        bans.insert(ban(BanKind::Cidr, "::ffff:10.0.0.0/104", None)).unwrap();
+        assert!(bans.remove(BanKind::Cidr, " 10.0.0.0/8").unwrap());
         assert!(!bans.remove(BanKind::Cidr, "10.0.0.0/8").unwrap());
     }
 
@@ -390,6 +367,9 @@ mod tests {
         std::fs::write(&path, "{not json").unwrap();
         let error = Bans::load(Some(&path)).unwrap_err();
         assert!(error.contains("bans_file") && error.contains("bans.json"), "{error}");
+        std::fs::write(&path, r#"[{"kind": "cidr", "value": "10.1.2.3/8"}]"#).unwrap();
+        let error = Bans::load(Some(&path)).unwrap_err();
+        assert!(error.contains("bans.json") && error.contains("did you mean 10.0.0.0/8?"), "{error}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
