@@ -18,7 +18,7 @@ use super::routes::{Epoch, NodeName};
 use super::wire::{self, Forward, PeerMessage};
 use crate::core::cluster::RetainedUpdate;
 use crate::core::router::RouteChange;
-use crate::seam::Stream;
+use crate::seam::{Millis, Stream};
 use crate::server::Shared;
 
 /// Forwards waiting for one link; beyond this they are dropped and counted.
@@ -43,8 +43,13 @@ pub struct LinkQueue {
     /// a broken connection loses them, so the next one to the same incarnation
     /// sends them again (the receiver drops ids it has seen).
     unacked: VecDeque<Box<Forward>>,
-    /// Calls to the peer (takeover requests), answered on the same socket.
+    /// Messages to the peer: calls (takeover requests, answered on the same
+    /// socket) and will guards and releases.
     requests: Vec<PeerMessage>,
+    /// Calls not answered yet, by id: sent again on the next connection, as
+    /// the answer to one sent on a broken connection is lost with it (the
+    /// peer answers a call that comes again the same: `super::handover`).
+    calls: Vec<(u64, Millis, PeerMessage)>,
 }
 
 /// The outbound link to one peer, as the rest of the node sees it.
@@ -116,27 +121,56 @@ impl Link {
         true
     }
 
-    /// Queues a call to the peer (a takeover request).
+    /// Queues a one-way message to the peer (a will to guard or release).
     pub fn push_request(&self, request: PeerMessage) {
         self.queue.lock().requests.push(request);
         self.ready.notify();
+    }
+
+    /// Queues call `id` to the peer (a takeover request), until
+    /// [`Link::call_done`] or its caller's deadline `until`.
+    pub fn push_call(&self, id: u64, until: Millis, request: PeerMessage) {
+        let mut q = self.queue.lock();
+        q.requests.push(request.clone());
+        q.calls.push((id, until, request));
+        drop(q);
+        self.ready.notify();
+    }
+
+    /// Call `id` was answered, or its caller stopped waiting.
+    pub fn call_done(&self, id: u64) {
+        self.queue.lock().calls.retain(|(c, _, _)| *c != id);
     }
 
     /// Takes over the forwards of `old`, an earlier link to the same
     /// incarnation (parked while the peer was unreachable): the unacknowledged
     /// ones first, in the order they were first sent, then the queued ones.
     pub fn adopt_forwards(&self, old: &Link) {
-        let (unacked, queued) = {
+        let (unacked, queued, requests, calls) = {
             let mut q = old.queue.lock();
-            (std::mem::take(&mut q.unacked), std::mem::take(&mut q.forwards))
+            let taken = (std::mem::take(&mut q.unacked), std::mem::take(&mut q.forwards));
+            (taken.0, taken.1, std::mem::take(&mut q.requests), std::mem::take(&mut q.calls))
         };
         let mut q = self.queue.lock();
+        // Calls still waiting and messages not yet sent go too (the calls are sent again on connecting).
+        let mut pending = requests;
+        pending.append(&mut q.requests);
+        q.requests = pending;
+        q.calls.extend(calls);
         let mut forwards = unacked;
         forwards.extend(queued);
         forwards.extend(q.forwards.drain(..));
         q.forwards = forwards;
         drop(q);
         self.ready.notify();
+    }
+
+    /// Takes every forward this link holds (the peer departed), oldest first.
+    pub fn take_forwards(&self) -> Vec<Box<Forward>> {
+        let mut q = self.queue.lock();
+        let mut forwards: Vec<Box<Forward>> = q.unacked.drain(..).collect();
+        forwards.extend(q.forwards.drain(..));
+        forwards
     }
 
     /// Forwards this link holds (queued or unacknowledged).
@@ -171,6 +205,7 @@ pub(crate) async fn run_outbound(shared: Arc<Shared>, link: Arc<Link>, addr: std
                     backoff = BACKOFF_MIN;
                 }
                 link.connected.store(false, Ordering::Release);
+                shared.with_broker(|b, _| b.set_reachable(&link.peer, false));
                 // Forwards in flight on the broken connection are still in `unacked`: the next
                 // connection sends them again, so the acknowledgements held for them keep waiting.
                 if let Err(error) = outcome {
@@ -220,8 +255,15 @@ async fn serve_outbound(
         let mut forwards = std::mem::take(&mut q.unacked);
         forwards.extend(q.forwards.drain(..));
         q.forwards = forwards;
+        // Every call still waiting goes (again): its answer may have been lost with the last connection.
+        let now = shared.now();
+        q.calls.retain(|(_, until, _)| *until > now);
+        let calls: Vec<PeerMessage> = q.calls.iter().map(|(_, _, call)| call.clone()).collect();
+        q.requests.retain(|r| !matches!(r, PeerMessage::Takeover { .. }));
+        q.requests.extend(calls);
     }
     link.connected.store(true, Ordering::Release);
+    shared.with_broker(|b, _| b.set_reachable(&link.peer, true));
     tracing::info!(peer = %link.peer, generation, "peer link up");
 
     let peer = link.peer.clone();
@@ -243,6 +285,7 @@ async fn serve_outbound(
                         acks_shared.with_broker(|b, _| b.forward_acked(&peer, id))
                     }
                     PeerMessage::Session { id, transfer, newer } => {
+                        acks_link.call_done(id);
                         if let Some(cluster) = &acks_shared.cluster {
                             cluster.answer(id, transfer, newer);
                         }
@@ -439,7 +482,7 @@ pub(crate) async fn serve_inbound(shared: Arc<Shared>, stream: Box<dyn Stream>) 
                     let (id, ack) = (forward.id, forward.ack);
                     // A forward sent again after a broken connection is delivered once.
                     if cluster.first_receipt(&from, origin_incarnation, id) {
-                        shared.with_broker(|b, now| b.handle_forward(*forward, now));
+                        shared.with_broker(|b, now| b.handle_forward(&from, origin_incarnation, *forward, now));
                     }
                     if ack {
                         wire::encode(&PeerMessage::ForwardAck { id }, &mut acks)?;
@@ -453,6 +496,9 @@ pub(crate) async fn serve_inbound(shared: Arc<Shared>, stream: Box<dyn Stream>) 
                 PeerMessage::Takeover { id, client, discard, stamp } => {
                     let answer = shared.with_broker(|b, now| {
                         b.observe_stamp(stamp);
+                        if let Some(session) = cluster.handovers.replay(&client, &from, stamp, now) {
+                            return Ok(Some(session)); // The call came again: its answer was lost.
+                        }
                         let newer = match cluster.connected_at(b, &client) {
                             // A request that a partition held back, older than the connection here.
                             Some(mine) if (mine, &cluster.node) > (stamp, &from) => Some(mine),
@@ -462,7 +508,16 @@ pub(crate) async fn serve_inbound(shared: Arc<Shared>, stream: Box<dyn Stream>) 
                         };
                         match newer {
                             Some(mine) => Err(mine),
-                            None => Ok(b.export_session(&client, discard, now).map(|t| Box::new(t.to_wire(now)))),
+                            None => {
+                                let transfer = b.export_session(&client, discard, now);
+                                let Some(transfer) = transfer else { return Ok(None) };
+                                // Forwards routed before the move and arriving after it follow the session.
+                                b.session_moved(&from, &transfer, now);
+                                let wire = Box::new(transfer.to_wire(now));
+                                let until = now + cluster.config.forward_timeout_ms.saturating_mul(2);
+                                cluster.handovers.record(client.clone(), from.clone(), stamp, wire.clone(), now, until);
+                                Ok(Some(wire))
+                            }
                         }
                     });
                     match answer {

@@ -7,7 +7,9 @@
 //! - `wire`: the peer-link messages and their frames (sans-IO).
 //! - `link`: outbound and inbound peer links.
 //! - `node`: the member's shell: starts the rest, follows membership, feeds the links.
+//! - `handover`: sessions recently handed to other nodes, for calls sent again.
 
+pub mod handover;
 pub mod link;
 pub mod membership;
 pub mod node;

@@ -59,6 +59,8 @@ pub struct ClusterShell {
     inbound_resend: Mutex<AHashMap<NodeName, Arc<Signal>>>,
     /// Takeover calls waiting for their answer, by call id.
     calls: Mutex<AHashMap<u64, oneshot::Sender<TakeoverAnswer>>>,
+    /// Sessions recently handed over, for takeover calls that come again.
+    pub handovers: super::handover::Handovers,
     /// When each live connection here connected (a clock reading of this
     /// node), by connection: a client id connected on two nodes is settled
     /// in favour of the later connection.
@@ -86,6 +88,7 @@ impl ClusterShell {
             forwards_dropped: AtomicU64::new(0),
             leave: watch::channel(false).0,
             calls: Mutex::new(AHashMap::new()),
+            handovers: Default::default(),
             conn_stamps: Mutex::new(AHashMap::new()),
             connecting: Mutex::new(AHashMap::new()),
             duplicates_settled: AtomicU64::new(0),
@@ -211,23 +214,26 @@ impl ClusterShell {
     /// nodes"). Returns the session if one had it, and a peer that kept a
     /// connection of the client made after `stamp`, if one did. Waits at most
     /// `forward_timeout_ms` for the answers.
-    pub async fn take_over(&self, client: &ByteString, discard: bool, stamp: Stamp) -> Takeover {
+    pub async fn take_over(&self, client: &ByteString, discard: bool, stamp: Stamp, now: Millis) -> Takeover {
         self.connecting.lock().insert(client.clone(), (stamp, false));
         let links: Vec<Arc<Link>> =
             self.links.lock().values().filter(|l| l.connected.load(Ordering::Acquire)).cloned().collect();
         let mut waiting = Vec::with_capacity(links.len());
+        let until = now + self.config.forward_timeout_ms;
         for link in links {
             let id = self.next_call.fetch_add(1, Ordering::Relaxed);
             let (tx, rx) = oneshot::channel();
             self.calls.lock().insert(id, tx);
-            link.push_request(PeerMessage::Takeover { id, client: client.clone(), discard, stamp });
-            waiting.push((id, link.peer.clone(), rx));
+            link.push_call(id, until, PeerMessage::Takeover { id, client: client.clone(), discard, stamp });
+            waiting.push((id, link, rx));
         }
         let mut outcome = Takeover::default();
         let wait = Duration::from_millis(self.config.forward_timeout_ms);
         let _ = tokio::time::timeout(wait, async {
-            for (_, peer, rx) in waiting.iter_mut() {
+            for (_, link, rx) in waiting.iter_mut() {
+                let peer = &link.peer;
                 if let Ok((transfer, newer)) = rx.await {
+                    outcome.answered.push(peer.clone());
                     outcome.session = outcome.session.take().or(transfer);
                     if let Some(newer) = newer
                         && outcome.newer.as_ref().is_none_or(|(_, s)| *s < newer)
@@ -239,8 +245,9 @@ impl ClusterShell {
         })
         .await;
         let mut calls = self.calls.lock();
-        for (id, _, _) in &waiting {
+        for (id, link, _) in &waiting {
             calls.remove(id);
+            link.call_done(*id);
         }
         drop(calls);
         outcome
@@ -273,6 +280,18 @@ impl ClusterShell {
         }
         *lost = true;
         None
+    }
+
+    /// `client` connected here at `stamp`, and the peers not in `answered`
+    /// did not hear of it (unreachable, or slow to answer): each is told, so
+    /// that a connection of the client it kept meanwhile is settled
+    /// (ALGORITHM.md, "Sessions across nodes"). A link that is down sends it
+    /// when it is up again.
+    pub fn announce(&self, client: &ByteString, stamp: Stamp, answered: &[NodeName]) {
+        let links: Vec<Arc<Link>> = self.links.lock().values().cloned().collect();
+        for link in links.iter().filter(|l| !answered.contains(&l.peer)) {
+            link.push_request(PeerMessage::Connected { clients: vec![(client.clone(), stamp)] });
+        }
     }
 
     /// Connection `conn` is gone.
@@ -412,6 +431,8 @@ pub struct Takeover {
     pub session: Option<Box<WireSession>>,
     /// A peer that kept a connection of the client made after the request's, and when it was made.
     pub newer: Option<(NodeName, Stamp)>,
+    /// The peers that answered; the others may hold an older connection of the client.
+    pub answered: Vec<NodeName>,
 }
 
 /// A will this node guards for a peer.
@@ -547,8 +568,10 @@ async fn follow_membership(shared: Arc<Shared>, mut events: mpsc::UnboundedRecei
                 }
                 // A link to an earlier incarnation (a restart before failure detection noticed).
                 let mut restarted = false;
+                let mut orphans = Vec::new();
                 if let Some(old) = links.remove(&name) {
                     old.stop();
+                    orphans = old.take_forwards();
                     restarted = true;
                 }
                 let link = Link::new(name.clone(), member.incarnation);
@@ -556,12 +579,18 @@ async fn follow_membership(shared: Arc<Shared>, mut events: mpsc::UnboundedRecei
                 match parked {
                     // A partition healed: what waited for the node goes out now.
                     Some(old) if old.incarnation == member.incarnation => link.adopt_forwards(&old),
-                    Some(_) => restarted = true,
+                    Some(old) => {
+                        orphans.extend(old.take_forwards());
+                        restarted = true;
+                    }
                     None => {}
                 }
                 links.insert(name.clone(), Arc::clone(&link));
                 drop(links);
-                let stale_routes = shared.with_broker(|broker, _| {
+                let stale_routes = shared.with_broker(|broker, now| {
+                    // Not reachable until its link is up (the link task starts below): meanwhile a
+                    // shared group is served by a reachable member.
+                    broker.set_reachable(&name, false);
                     if restarted {
                         // A new incarnation: the old one's sessions are gone with what was waiting for them.
                         broker.node_down(&name);
@@ -574,6 +603,8 @@ async fn follow_membership(shared: Arc<Shared>, mut events: mpsc::UnboundedRecei
                     if stale {
                         c.remote.remove_origin(&name);
                     }
+                    // Its shared groups' messages go to other members.
+                    broker.reroute_groups(&name, orphans, now);
                     Some(stale)
                 });
                 if stale_routes == Some(true) {
@@ -615,19 +646,19 @@ async fn follow_membership(shared: Arc<Shared>, mut events: mpsc::UnboundedRecei
                             _ => None,
                         }
                     };
-                    if let Some(parked) = &parked {
-                        let lost = parked.forwards_held();
-                        if lost > 0 {
-                            shell.forwards_dropped.fetch_add(lost as u64, Ordering::Relaxed);
-                            tracing::warn!(peer = %name, forwards = lost, "forwards to a departed member dropped");
-                        }
+                    let orphans = parked.as_ref().map(|p| p.take_forwards()).unwrap_or_default();
+                    if !orphans.is_empty() {
+                        shell.forwards_dropped.fetch_add(orphans.len() as u64, Ordering::Relaxed);
+                        tracing::warn!(peer = %name, forwards = orphans.len(), "forwards to a departed member dropped");
                     }
-                    s.with_broker(|broker, _| {
+                    s.with_broker(|broker, now| {
                         // Departed: acknowledgements waiting for it are released (its sessions are gone).
                         broker.node_down(&name);
                         if let Some(c) = broker.cluster_mut() {
                             c.remote.remove_origin(&name);
                         }
+                        // Its shared groups' messages go to other members.
+                        broker.reroute_groups(&name, orphans, now);
                     });
                     shell.request_routes(&name);
                     tracing::info!(peer = %name, "routes of a departed member removed");

@@ -16,7 +16,7 @@ use super::routes::{Epoch, NodeName};
 use crate::core::cluster::Stamp;
 
 /// Bumped when a message changes; peers of other versions are refused at Hello.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 /// Largest frame accepted: a maximum MQTT packet plus room for the envelope.
 pub const FRAME_LEN_MAX: usize = 268_435_455 + 64 * 1024;
 
@@ -141,6 +141,25 @@ pub struct Forward {
     pub direct: bool,
     /// Topic, payload, QoS, retain and properties (no packet id, no alias).
     pub publish: Publish,
+    /// Every node the publishing node sent this message to. A node that
+    /// redirects the message to a session that moved away uses it to tell
+    /// whether the session's new node got the message directly.
+    pub destinations: Vec<NodeName>,
+    /// Set when the sender is not the publishing node but the node a
+    /// session moved away from, passing on a forward that reached it after
+    /// the move (ALGORITHM.md, "Sessions across nodes").
+    pub redirect: Option<Box<Redirect>>,
+}
+
+/// A forward passed on to the node a session moved to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    /// The session it is for; its subscriptions where it is now decide the delivery.
+    pub client: ByteString,
+    /// The publishing node, its incarnation and its id for the forward.
+    pub origin: NodeName,
+    pub origin_incarnation: u64,
+    pub origin_id: u64,
 }
 
 const HELLO: u8 = 1;
@@ -193,6 +212,21 @@ pub fn encode(message: &PeerMessage, out: &mut BytesMut) -> Result<(), String> {
                 put_str(out, group);
                 put_str(out, filter);
             }
+            out.put_u32(len32(f.destinations.len())?);
+            for node in &f.destinations {
+                put_str(out, node);
+            }
+            match &f.redirect {
+                None => out.put_u8(0),
+                Some(r) => {
+                    out.put_u8(1);
+                    put_str(out, &r.client);
+                    put_str(out, &r.origin);
+                    out.put_u64(r.origin_incarnation);
+                    out.put_u64(r.origin_id);
+                }
+            }
+            // Last: a PUBLISH runs to the end of the frame.
             put_publish(out, &f.publish)?;
         }
         PeerMessage::Retained(r) => {
@@ -324,8 +358,31 @@ fn decode_message(f: &mut Bytes) -> Result<PeerMessage, String> {
             for _ in 0..n {
                 groups.push((get_str(f)?, get_str(f)?));
             }
+            let n = get_u32(f)? as usize;
+            if n > f.remaining() / 4 {
+                return Err(format!("{n} destinations announced in {} bytes", f.remaining()));
+            }
+            let mut destinations = Vec::with_capacity(n);
+            for _ in 0..n {
+                destinations.push(get_str(f)?);
+            }
+            let redirect = match get_u8(f)? {
+                0 => None,
+                1 => Some(Box::new(get_redirect(f)?)),
+                other => return Err(format!("redirect flag {other}")),
+            };
             let publish = get_publish(f)?;
-            PeerMessage::Forward(Box::new(Forward { id, ack, expires_in_ms, publisher, groups, direct, publish }))
+            PeerMessage::Forward(Box::new(Forward {
+                id,
+                ack,
+                expires_in_ms,
+                publisher,
+                groups,
+                direct,
+                publish,
+                destinations,
+                redirect,
+            }))
         }
         FORWARD_ACK => PeerMessage::ForwardAck { id: get_u64(f)? },
         RETAINED => {
@@ -586,6 +643,10 @@ fn get_u16(f: &mut Bytes) -> Result<u16, String> {
     Ok(f.get_u16())
 }
 
+fn get_redirect(f: &mut Bytes) -> Result<Redirect, String> {
+    Ok(Redirect { client: get_str(f)?, origin: get_str(f)?, origin_incarnation: get_u64(f)?, origin_id: get_u64(f)? })
+}
+
 fn get_u32(f: &mut Bytes) -> Result<u32, String> {
     need(f, 4)?;
     Ok(f.get_u32())
@@ -634,6 +695,13 @@ mod tests {
                     ..PublishProperties::default()
                 },
             },
+            destinations: vec!["n2".into(), "n3".into()],
+            redirect: Some(Box::new(Redirect {
+                client: "c".into(),
+                origin: "n1".into(),
+                origin_incarnation: 5,
+                origin_id: 41,
+            })),
         }))
     }
 

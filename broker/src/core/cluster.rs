@@ -5,15 +5,16 @@
 
 use std::sync::Arc;
 
-use crate::hash::AHashMap;
+use crate::hash::{AHashMap, AHashSet};
 use bytestring::ByteString;
 use mqtt_codec::{Packet, Publish, QoS, Will};
 
 use super::message::Message;
+use super::redirect::{MovedSessions, REDIRECT_WINDOW_DEFAULT_MS};
 use super::router::{ClientId, RouteChange, SharedKey};
 use super::{Broker, ConnId, Timer};
 use crate::cluster::routes::{NodeName, RemoteRoutes};
-use crate::cluster::wire::Forward;
+use crate::cluster::wire::{Forward, Redirect};
 use crate::config::{ForwardMode, SharedStrategy};
 use crate::seam::Millis;
 use rand::Rng;
@@ -35,6 +36,12 @@ pub struct ClusterCounters {
     pub retained_superseded: u64,
     /// Wills this node published because the node holding them died.
     pub wills_published_for_dead_nodes: u64,
+    /// Forwards passed on to the node a session had moved to.
+    pub redirects_sent: u64,
+    /// Passed-on forwards delivered here (the session had not got them directly).
+    pub redirects_delivered: u64,
+    /// Shared-group messages that waited for a departed node, served by another member.
+    pub group_forwards_rerouted: u64,
 }
 
 /// A hybrid logical clock reading (wall-clock milliseconds, then a counter):
@@ -97,6 +104,14 @@ pub struct ClusterCore {
     retained_stamps: AHashMap<ByteString, (Stamp, NodeName)>,
     retained_out: Vec<RetainedUpdate>,
     will_events: Vec<WillEvent>,
+    /// Per origin node: its incarnation and the highest forward id handled here.
+    pub(super) handled: AHashMap<NodeName, (u64, u64)>,
+    /// Sessions that moved away, for passing on late forwards (`super::redirect`).
+    pub(super) moved: MovedSessions,
+    /// Peers whose link is up, once the shell reports links (`None` before:
+    /// every peer counts as reachable). A shared group is served by a
+    /// reachable node when one has members.
+    reachable: Option<AHashSet<NodeName>>,
 }
 
 /// Where a routed message went.
@@ -130,7 +145,30 @@ impl Broker {
             retained_stamps: AHashMap::new(),
             retained_out: Vec::new(),
             will_events: Vec::new(),
+            handled: AHashMap::new(),
+            moved: MovedSessions::new(REDIRECT_WINDOW_DEFAULT_MS),
+            reachable: None,
         }));
+    }
+
+    /// How long this node passes on forwards for a session that moved away
+    /// (ALGORITHM.md, "Sessions across nodes").
+    pub fn set_redirect_window(&mut self, window_ms: Millis) {
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.moved.set_window(window_ms);
+        }
+    }
+
+    /// The link to `peer` went up or down (or is new and not up yet).
+    pub fn set_reachable(&mut self, peer: &NodeName, up: bool) {
+        if let Some(cluster) = self.cluster.as_mut() {
+            let reachable = cluster.reachable.get_or_insert_with(AHashSet::new);
+            if up {
+                reachable.insert(peer.clone());
+            } else {
+                reachable.remove(peer);
+            }
+        }
     }
 
     pub(super) fn will_event(&mut self, event: WillEvent) {
@@ -328,6 +366,7 @@ impl Broker {
         cluster.next_forward_id += 1;
         let ack = cluster.mode == ForwardMode::Sync && message.qos != QoS::AtMostOnce;
         let publish = publish_of(message);
+        let destinations: Vec<NodeName> = targets.iter().map(|(node, _)| node.clone()).collect();
         let mut nodes = Vec::with_capacity(targets.len());
         for (node, groups) in targets {
             let forward = Forward {
@@ -338,6 +377,8 @@ impl Broker {
                 groups,
                 direct: true,
                 publish: publish.clone(),
+                destinations: destinations.clone(),
+                redirect: None,
             };
             cluster.counters.forwarded += 1;
             cluster.outgoing.push((node.clone(), Box::new(forward)));
@@ -369,6 +410,8 @@ impl Broker {
             groups: vec![(key.group.clone(), key.filter.clone())],
             direct: false,
             publish: publish_of(message),
+            destinations: Vec::new(),
+            redirect: None,
         };
         cluster.counters.forwarded += 1;
         cluster.outgoing.push((node, Box::new(forward)));
@@ -438,16 +481,19 @@ impl Broker {
         }
     }
 
-    /// A publish forwarded by another node: delivered to matching local
-    /// subscriptions (and only the shared groups named in it), never forwarded again.
-    pub fn handle_forward(&mut self, forward: Forward, now: Millis) {
+    /// A publish forwarded by `origin` (incarnation `incarnation`): delivered
+    /// to matching local subscriptions (and only the shared groups named in
+    /// it), never forwarded again — except to a session that moved away from
+    /// here after the origin routed it (`super::redirect`).
+    pub fn handle_forward(&mut self, origin: &NodeName, incarnation: u64, forward: Forward, now: Millis) {
         if let Some(cluster) = self.cluster.as_mut() {
             cluster.counters.forwards_received += 1;
+            cluster.handled.insert(origin.clone(), (incarnation, forward.id));
         }
         if crate::buggify::fires(crate::buggify::Bug::DropForward) {
             return; // sim-bugs: acknowledged by the link, delivered to no one
         }
-        let Forward { expires_in_ms, publisher, groups, direct, publish, .. } = forward;
+        let Forward { id, expires_in_ms, publisher, groups, direct, publish, destinations, redirect, .. } = forward;
         let message = Arc::new(Message {
             topic: publish.topic,
             payload: publish.payload,
@@ -458,12 +504,18 @@ impl Broker {
             publisher,
         });
         self.counters.messages_received += 1;
+        if let Some(redirect) = redirect {
+            return self.handle_redirect(&destinations, *redirect, &message, now);
+        }
         self.deliver_locally(
             &message,
             direct,
             |group, filter| groups.iter().any(|(g, f)| g == group && f == filter),
             now,
         );
+        if direct {
+            self.redirect_moved(origin, incarnation, id, &destinations, &message, now);
+        }
     }
 }
 
@@ -560,6 +612,37 @@ fn publish_of(message: &Message) -> Publish {
 }
 
 impl ClusterCore {
+    pub(super) fn next_forward_id(&self) -> u64 {
+        self.next_forward_id
+    }
+
+    /// Sends `forward` on to `to` for one session that moved there, under a
+    /// new id of this node (so the link orders, resends and deduplicates it).
+    pub(super) fn pass_on(
+        &mut self,
+        to: NodeName,
+        destinations: &[NodeName],
+        message: &Message,
+        redirect: Redirect,
+        now: Millis,
+    ) {
+        let id = self.next_forward_id;
+        self.next_forward_id += 1;
+        let passed = Forward {
+            id,
+            ack: true,
+            expires_in_ms: message.expires_at.map(|at| at.saturating_sub(now)),
+            publisher: message.publisher.clone(),
+            groups: Vec::new(),
+            direct: true,
+            publish: publish_of(message),
+            destinations: destinations.to_vec(),
+            redirect: Some(Box::new(redirect)),
+        };
+        self.counters.redirects_sent += 1;
+        self.outgoing.push((to, Box::new(passed)));
+    }
+
     /// The node that serves a shared group for one message: `None` for this
     /// node. Candidates are the `holders` (other nodes with members) and this
     /// node when `here`, in name order so every strategy is deterministic.
@@ -578,6 +661,19 @@ impl ClusterCore {
             return None;
         }
         let mut candidates = holders;
+        // A node without a link now would hold the message until it is back, or lose it if it
+        // departs: the group is served by a reachable member when there is one.
+        if let Some(up) = &self.reachable
+            && candidates.iter().any(|n| !up.contains(n))
+        {
+            let reachable: Vec<NodeName> = candidates.iter().filter(|n| up.contains(*n)).cloned().collect();
+            if !reachable.is_empty() || here {
+                candidates = reachable;
+            }
+        }
+        if candidates.is_empty() {
+            return None; // Only this node can serve it now.
+        }
         if here {
             candidates.push(self.node.clone());
         }

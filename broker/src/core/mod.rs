@@ -16,8 +16,10 @@
 mod authz;
 pub mod cluster;
 mod connect;
+mod departed;
 pub mod message;
 mod publish;
+mod redirect;
 pub mod router;
 pub mod session;
 mod subscribe;

@@ -423,7 +423,7 @@ fn outbound_publish(delivery: &Delivery, packet_id: Option<mqtt_codec::PacketId>
 /// One delivery per session for its non-shared subscriptions, at the highest
 /// matching QoS with every matching subscription identifier
 /// ([MQTT-3.3.4-2], [MQTT-3.3.4-3], [MQTT-3.3.4-4] 5.0), and one per shared pick.
-fn merge_overlapping(message: &Arc<Message>, matched: Vec<Matched>) -> Vec<(ClientId, Delivery)> {
+pub(super) fn merge_overlapping(message: &Arc<Message>, matched: Vec<Matched>) -> Vec<(ClientId, Delivery)> {
     let mut direct: AHashMap<ClientId, Delivery> = AHashMap::new();
     let mut out = Vec::new();
     for m in matched {

@@ -70,6 +70,9 @@ pub struct Session {
     /// Changes whenever a connection attaches or detaches, so that timers
     /// armed for an earlier state are recognised as stale.
     pub epoch: u64,
+    /// Set when the session came from another node: which forwards it had
+    /// missed there (see `super::redirect`).
+    pub import_mark: Option<Box<super::redirect::ImportMark>>,
     next_packet_id: u16,
 }
 
@@ -86,6 +89,7 @@ impl Session {
             awaiting_rel: AHashSet::new(),
             will: None,
             epoch: 0,
+            import_mark: None,
             next_packet_id: 1,
         }
     }

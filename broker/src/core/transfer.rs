@@ -27,6 +27,8 @@ pub struct SessionTransfer {
     pub queue: Vec<Delivery>,
     /// Incoming QoS 2 packet identifiers awaiting PUBREL.
     pub awaiting_rel: Vec<u16>,
+    /// When it arrived on the exporting node (`None`: it began there); not sent on the wire.
+    pub arrived: Option<Box<super::redirect::ImportMark>>,
 }
 
 impl Broker {
@@ -65,6 +67,7 @@ impl Broker {
             inflight: session.inflight.into_iter().map(|f| (f.packet_id.get(), f.state, f.delivery)).collect(),
             queue: session.queue.into_iter().collect(),
             awaiting_rel: session.awaiting_rel.into_iter().collect(),
+            arrived: session.import_mark,
         })
     }
 
@@ -105,7 +108,9 @@ impl Broker {
         }
         session.queue.extend(transfer.queue);
         session.awaiting_rel.extend(transfer.awaiting_rel);
-        self.sessions.insert(client, Box::new(session));
+        session.import_mark = self.import_mark(&client);
+        self.sessions.insert(client.clone(), Box::new(session));
+        self.deliver_early_redirects(&client, now);
     }
 }
 
@@ -174,6 +179,7 @@ impl SessionTransfer {
             inflight,
             queue,
             awaiting_rel: wire.awaiting_rel,
+            arrived: None,
         })
     }
 }

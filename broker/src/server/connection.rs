@@ -122,7 +122,7 @@ pub(super) async fn serve(
     let takeover = match (&shared.cluster, stamp) {
         (Some(cluster), Some(stamp)) if !connect.client_id.is_empty() => {
             let client = bytestring::ByteString::from(&*connect.client_id);
-            cluster.take_over(&client, clean_start, stamp).await
+            cluster.take_over(&client, clean_start, stamp, shared.now()).await
         }
         _ => Default::default(),
     };
@@ -153,6 +153,8 @@ pub(super) async fn serve(
         } else if let Some((peer, newer)) = &takeover.newer {
             // A peer kept a later connection of this client: this one loses at once.
             shared.with_broker(|broker, now| cluster.settle(broker, peer, &client_id, *newer, now));
+        } else {
+            cluster.announce(&client_id, stamp, &takeover.answered);
         }
     }
     tracing::info!(%peer, %client_id, %version, clean_start, keep_alive = outcome.keep_alive, session_present = outcome.session_present, "client connected");

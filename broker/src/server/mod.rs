@@ -133,6 +133,10 @@ impl Server {
         let cluster = config.cluster.clone().map(|c| {
             let node = bytestring::ByteString::from(config.node.name.clone());
             broker.join_cluster(node.clone(), c.forward, c.forward_timeout_ms, runtime.clock.wall_origin_ms());
+            // A forward can wait in a parked link for the grace period, after failure detection, then be resent.
+            broker.set_redirect_window(
+                c.route_grace_ms.saturating_mul(2).saturating_add(c.forward_timeout_ms).max(30_000),
+            );
             Arc::new(ClusterShell::new(node, incarnation, c))
         });
         let shared = Arc::new(Shared {

@@ -3,7 +3,9 @@
 //! links carry them, so each step of ALGORITHM.md can be checked exactly.
 #![allow(clippy::unwrap_used)]
 
+#[path = "../core_common/mod.rs"]
 mod core_common;
+mod redirect;
 
 use broker::cluster::routes::{Epoch, NodeName};
 use broker::config::{ForwardMode, MqttConfig, SharedStrategy};
@@ -89,12 +91,11 @@ impl Cluster {
                     let (id, ack) = (forward.id, forward.ack);
                     let d = self.nodes.iter().position(|(n, _)| *n == dest).expect("a known node");
                     let now = self.nodes[d].1.now;
-                    self.nodes[d].1.broker.handle_forward(*forward, now);
+                    self.nodes[d].1.broker.handle_forward(&origin, 1, *forward, now);
                     if ack && acks {
                         self.nodes[from].1.broker.forward_acked(&dest, id);
                     }
                 }
-                let _ = origin;
             }
             if !moved {
                 return;
@@ -371,6 +372,9 @@ fn move_session(c: &mut Cluster, from: usize, to: usize, client: &str, discard: 
     let now = c.node(from).now;
     let exported = c.node(from).broker.export_session(client, discard, now);
     let Some(transfer) = exported else { return false };
+    // As the link does: what reaches the old node late follows the session.
+    let to_name = c.nodes[to].0.clone();
+    c.node(from).broker.session_moved(&to_name, &transfer, now);
     let wire = transfer.to_wire(now);
     let now = c.node(to).now;
     let transfer = broker::core::transfer::SessionTransfer::from_wire(wire, now).expect("well-formed");
@@ -501,14 +505,14 @@ fn two_connects_of_one_client_racing_on_two_nodes_leave_only_the_later_one() {
     let (early, late) = (Stamp { wall_ms: 1, counter: 0 }, Stamp { wall_ms: 2, counter: 0 });
     // Both CONNECTs are taking over at once (no peer is reachable here, so the calls return at once).
     let client: bytestring::ByteString = "racer".into();
-    runtime.block_on(shells[0].take_over(&client, false, early));
-    runtime.block_on(shells[1].take_over(&client, false, late));
+    runtime.block_on(shells[0].take_over(&client, false, early, 0));
+    runtime.block_on(shells[1].take_over(&client, false, late, 0));
     // Each request reaches the other node while its own CONNECT is pending.
     assert_eq!(shells[1].race(&"n1".into(), "racer", early), Some(late), "n2's is later: n1 is told so");
     assert_eq!(shells[0].race(&"n2".into(), "racer", late), None, "n1's is earlier: it hands over");
     assert!(!shells[0].connected(1, &client, early), "n1's connection must close as soon as it attaches");
     assert!(shells[1].connected(1, &client, late));
     // A CONNECT without a competitor keeps its connection.
-    runtime.block_on(shells[0].take_over(&"alone".into(), false, late));
+    runtime.block_on(shells[0].take_over(&"alone".into(), false, late, 0));
     assert!(shells[0].connected(2, &"alone".into(), late));
 }
