@@ -34,16 +34,37 @@ pub enum Bug {
     /// its stamp: last write by arrival instead of by hybrid logical clock
     /// (core/cluster.rs, `apply_remote_retained`).
     RetainedIgnoreStamp,
+    /// A node loses a peer's retained write: it neither applies it nor
+    /// counts it superseded (core/cluster.rs, `apply_remote_retained`).
+    RetainedDropRemote,
+    /// A node receiving a forward for shared groups it was named to serve
+    /// serves none of them, and delivers nothing of it (core/cluster.rs,
+    /// `handle_forward`).
+    SkipForwardedGroups,
+    /// The core panics on a PINGREQ: a broker assertion that fails inside a
+    /// connection's task (core/mod.rs, `handle_packet`).
+    PanicOnPing,
+    /// A session taken over by a reconnect publishes its connection's will
+    /// at once, whatever its delay (core/connect.rs, `detach`).
+    WillOnTakeover,
+    /// A guardian whose peer died forgets the wills it guarded for it
+    /// instead of publishing them (cluster/node.rs, `publish_wills_of`).
+    LoseWillOfDeadNode,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 6] = [
+    pub const ALL: [Bug; 11] = [
         Bug::DropForward,
         Bug::ForgetRoutesOnReconnect,
         Bug::Qos2Twice,
         Bug::ReorderQueue,
         Bug::KeepOldSessionOnTakeover,
         Bug::RetainedIgnoreStamp,
+        Bug::RetainedDropRemote,
+        Bug::SkipForwardedGroups,
+        Bug::PanicOnPing,
+        Bug::WillOnTakeover,
+        Bug::LoseWillOfDeadNode,
     ];
 
     pub fn name(self) -> &'static str {
@@ -54,6 +75,11 @@ impl Bug {
             Bug::ReorderQueue => "reorder-queue",
             Bug::KeepOldSessionOnTakeover => "keep-old-session-on-takeover",
             Bug::RetainedIgnoreStamp => "retained-ignore-stamp",
+            Bug::RetainedDropRemote => "retained-drop-remote",
+            Bug::SkipForwardedGroups => "skip-forwarded-groups",
+            Bug::PanicOnPing => "panic-on-ping",
+            Bug::WillOnTakeover => "will-on-takeover",
+            Bug::LoseWillOfDeadNode => "lose-will-of-dead-node",
         }
     }
 

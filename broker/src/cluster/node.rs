@@ -495,6 +495,7 @@ fn publish_wills_of(shared: Arc<Shared>, origin: NodeName, incarnation: u64) {
                         _ => None,
                     }
                 };
+                let guarded = guarded.filter(|_| !crate::buggify::fires(crate::buggify::Bug::LoseWillOfDeadNode)); // sim-bugs
                 if let Some(g) = guarded {
                     let will = will_from_wire(&g.guard);
                     s.with_broker(|broker, now| broker.publish_orphan_will(&client, &will, now));

@@ -280,6 +280,7 @@ impl Broker {
             cluster.hlc = update.stamp;
         }
         let newer = match cluster.retained_stamps.get(&update.topic) {
+            _ if crate::buggify::fires(crate::buggify::Bug::RetainedDropRemote) => false, // sim-bugs: the write is lost
             Some(_) if crate::buggify::fires(crate::buggify::Bug::RetainedIgnoreStamp) => true, // sim-bugs: by arrival
             Some((stamp, node)) => (update.stamp, &update.node) > (*stamp, node),
             None => true,
@@ -507,6 +508,7 @@ impl Broker {
         if let Some(redirect) = redirect {
             return self.handle_redirect(&destinations, *redirect, &message, now);
         }
+        let groups = if crate::buggify::fires(crate::buggify::Bug::SkipForwardedGroups) { Vec::new() } else { groups }; // sim-bugs: no group served
         self.deliver_locally(
             &message,
             direct,

@@ -379,6 +379,7 @@ impl Broker {
         if let Some((will, delay)) = will.filter(|_| publish_will) {
             // The will waits for the shorter of its delay and the session ([MQTT-3.1.3-9] 5.0).
             let delay = delay.min(expiry);
+            let delay = if crate::buggify::fires(crate::buggify::Bug::WillOnTakeover) { 0 } else { delay }; // sim-bugs
             if delay == 0 {
                 self.publish_will(&who, &will, now);
             } else if let Some(session) = self.sessions.get_mut(&client) {

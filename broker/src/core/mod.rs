@@ -226,6 +226,7 @@ impl Broker {
         if connection.closing.is_some() {
             return;
         }
+        assert!(!(matches!(packet, Packet::PingReq) && crate::buggify::fires(crate::buggify::Bug::PanicOnPing))); // sim-bugs
         match packet {
             Packet::Publish(publish) => self.handle_publish(conn, publish, now),
             Packet::PubAck(ack) => self.handle_puback(conn, ack, now),
