@@ -353,11 +353,16 @@ impl ClusterShell {
 
     /// Hands the core's output to the links. Called under the broker lock, so
     /// deltas reach each link in the order the router made them.
+    /// `route_incarnation` tells which incarnation of a node the routes held
+    /// for it came from: a forward for a node with routes and no link yet
+    /// (its routes came on its own link before membership here reported it
+    /// up) waits for that incarnation in a parked link instead of being lost.
     pub fn dispatch(
         &self,
         changes: Vec<RouteChange>,
         retained: Vec<RetainedUpdate>,
         forwards: Vec<(NodeName, Box<Forward>)>,
+        route_incarnation: impl Fn(&NodeName) -> Option<u64>,
     ) {
         if changes.is_empty() && retained.is_empty() && forwards.is_empty() {
             return;
@@ -373,8 +378,16 @@ impl ClusterShell {
                 link.push_retained(&retained);
             }
         }
-        let parked = if forwards.is_empty() { None } else { Some(self.parked.lock()) };
+        let mut parked = if forwards.is_empty() { None } else { Some(self.parked.lock()) };
         for (node, forward) in forwards {
+            if !links.contains_key(&node)
+                && let Some(parked) = parked.as_mut()
+                && !parked.contains_key(&node)
+                && let Some(incarnation) = route_incarnation(&node)
+            {
+                // Adopted when membership reports that incarnation up; bounded like any link.
+                parked.insert(node.clone(), Link::new(node.clone(), incarnation));
+            }
             let link = links.get(&node).or_else(|| parked.as_ref().and_then(|p| p.get(&node)));
             let queued = link.is_some_and(|link| link.push_forward(forward));
             if !queued {
@@ -448,7 +461,8 @@ pub fn dispatch_from(broker: &mut Broker, shell: &ClusterShell) {
     let changes = broker.take_route_changes();
     let retained = broker.take_retained_updates();
     let forwards = broker.take_forwards();
-    shell.dispatch(changes, retained, forwards);
+    let remote = broker.cluster().map(|c| &c.remote);
+    shell.dispatch(changes, retained, forwards, |node| remote.and_then(|r| r.epoch(node)).map(|e| e.incarnation));
     shell.route_wills(broker.take_will_events());
 }
 
