@@ -328,15 +328,19 @@ impl ClusterShell {
             return false;
         }
         tracing::info!(%client, %peer, "client connected on two nodes: the later connection, on the peer, wins");
-        self.lose(broker, client, now);
+        self.lose(broker, client, Some(peer), now);
         true
     }
 
-    /// Closes `client`'s connection here with 0x8E and discards its session:
-    /// a later connection of the client lives on another node.
-    pub fn lose(&self, broker: &mut Broker, client: &str, now: Millis) {
+    /// Closes `client`'s connection here with 0x8E: a later connection of
+    /// the client lives on another node, `winner` when known. Its session
+    /// ends here; the messages it held go to the winner's session.
+    pub fn lose(&self, broker: &mut Broker, client: &str, winner: Option<&NodeName>, now: Millis) {
         self.duplicates_settled.fetch_add(1, Ordering::Relaxed);
-        broker.export_session(client, true, now);
+        match winner {
+            Some(winner) => broker.hand_messages_to(client, winner, now),
+            None => drop(broker.export_session(client, true, now)),
+        }
     }
 
     /// A CONNECT that took over did not attach (refused): forget it.

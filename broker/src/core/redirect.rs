@@ -23,6 +23,7 @@ use mqtt_codec::QoS;
 use super::Broker;
 use super::message::Message;
 use super::router::{ClientId, Matched};
+use super::session::OutState;
 use super::transfer::SessionTransfer;
 use super::trie::FilterTrie;
 use crate::cluster::routes::NodeName;
@@ -257,6 +258,36 @@ impl Broker {
             // Handled here after the session left (it was not here for it): on to where it went.
             let to = moved.to.clone();
             cluster.pass_on(to, destinations, message, redirect, now);
+        }
+    }
+
+    /// `client`'s connection here lost to a later one on `winner` (a client
+    /// connected on both sides of a partition): the connection closes with
+    /// 0x8E and the session ends here, and the messages it held — queued, or
+    /// sent and not acknowledged, but not a QoS 2 message the client already
+    /// received (PUBREL sent) — go to the winner's session, passed on as any
+    /// late forward for it, so that what was acknowledged to its publishers
+    /// is not lost with the losing session. A winner that began a new
+    /// session (its CONNECT reached no holder: session present 0) gets
+    /// none, as its client was told.
+    pub fn hand_messages_to(&mut self, client: &str, winner: &NodeName, now: Millis) {
+        let Some(transfer) = self.export_session(client, false, now) else { return };
+        let Some(cluster) = self.cluster.as_mut() else { return };
+        let here = cluster.node().clone();
+        let pending =
+            transfer.inflight.into_iter().filter(|(_, state, _)| *state == OutState::Published).map(|(_, _, d)| d);
+        for delivery in pending.chain(transfer.queue) {
+            if delivery.qos == QoS::AtMostOnce || delivery.shared.is_some() {
+                continue; // At most once; a group's member hands its messages on when its session ends.
+            }
+            // Named by an id of this node, so the winner delivers each once.
+            let redirect = Redirect {
+                client: transfer.client_id.clone(),
+                origin: here.clone(),
+                origin_incarnation: 0,
+                origin_id: cluster.next_forward_id(),
+            };
+            cluster.pass_on(winner.clone(), &[], &delivery.message, redirect, now);
         }
     }
 

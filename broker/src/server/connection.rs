@@ -149,7 +149,7 @@ pub(super) async fn serve(
         if !won_race {
             // A later CONNECT of this client reached another node meanwhile: it wins.
             tracing::info!(%client_id, "a later connection of the client elsewhere wins the race");
-            shared.with_broker(|broker, now| cluster.lose(broker, &client_id, now));
+            shared.with_broker(|broker, now| cluster.lose(broker, &client_id, None, now));
         } else if let Some((peer, newer)) = &takeover.newer {
             // A peer kept a later connection of this client: this one loses at once.
             shared.with_broker(|broker, now| cluster.settle(broker, peer, &client_id, *newer, now));

@@ -207,3 +207,52 @@ fn a_group_is_served_by_a_reachable_member_while_another_nodes_link_is_down() {
     }
     assert!(dests.contains(&NodeName::from("n2")), "back in turn once reachable: {dests:?}");
 }
+
+/// "c" holds two unacknowledged QoS 1 messages on n1, and connects on n2 as
+/// well (a partition kept the nodes apart); n1's connection loses. With
+/// `resumed`, n2's connection resumed the session (moved from n3); else n2
+/// could reach no holder and began a new one (session present 0).
+fn connected_on_both_sides(resumed: bool) -> (Cluster, broker::core::ConnId, Vec<Packet>) {
+    let mut c = Cluster::new(&["n1", "n2", "n3"], ForwardMode::Sync);
+    let (old, _) = c.node(0).connect(persistent("c"));
+    c.node(0).send(old, subscribe(1, &[("m/#", QoS::AtLeastOnce)]));
+    let (p, _) = c.node(0).connect(v5("p"));
+    c.node(0).send(p, publish("m/1", "one", QoS::AtLeastOnce, 1));
+    c.node(0).send(p, publish("m/2", "two", QoS::AtLeastOnce, 2));
+    assert_eq!(payloads(&c.node(0).take(old)), vec!["one", "two"], "sent, never acknowledged");
+    if resumed {
+        let (s, _) = c.node(2).connect(persistent("c"));
+        c.node(2).send(s, subscribe(1, &[("m/#", QoS::AtLeastOnce)]));
+        c.node(2).drop_connection(s);
+        assert!(move_session(&mut c, 2, 1, "c", false));
+    }
+    let (new, got) = c.node(1).connect(persistent("c"));
+    let Packet::ConnAck(ack) = &got[0] else { panic!("{got:?}") };
+    assert_eq!(ack.session_present, resumed);
+    if !resumed {
+        c.node(1).send(new, subscribe(1, &[("m/#", QoS::AtLeastOnce)]));
+    }
+    let now = c.node(0).now;
+    c.node(0).broker.hand_messages_to("c", &"n2".into(), now);
+    let closed = c.node(0).take(old);
+    c.settle(true);
+    (c, new, closed)
+}
+
+#[test]
+fn the_losing_connections_unacknowledged_messages_go_to_the_winners_resumed_session() {
+    let (mut c, new, closed) = connected_on_both_sides(true);
+    assert!(
+        closed.iter().any(|p| matches!(p, Packet::Disconnect(d) if d.reason_code == ReasonCode::SESSION_TAKEN_OVER)),
+        "{closed:?}"
+    );
+    assert_eq!(payloads(&c.node(1).take(new)), vec!["one", "two"]);
+    assert_eq!(counters(&mut c, 1).redirects_delivered, 2);
+}
+
+#[test]
+fn a_winner_told_its_session_was_not_present_gets_none_of_the_losers_messages() {
+    let (mut c, new, _) = connected_on_both_sides(false);
+    assert!(payloads(&c.node(1).take(new)).is_empty());
+    assert_eq!(counters(&mut c, 1).redirects_delivered, 0);
+}
