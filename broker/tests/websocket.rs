@@ -212,3 +212,33 @@ async fn x_forwarded_for_is_believed_from_trusted_proxies_only() {
     assert_ne!(unproxied.port(), 0);
     server.shutdown().await;
 }
+
+/// Behind a trusted proxy every client arrives from the proxy's address: the
+/// per-address connection rate counts the forwarded address instead, so the
+/// proxy's clients do not share one allowance and one client cannot use up
+/// everyone's.
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_per_address_rate_counts_the_forwarded_address() {
+    let text = "[listeners.ws]\nbind = \"127.0.0.1:0\"\nproxy_address_header = \"x-forwarded-for\"\n\
+        trusted_proxies = [\"127.0.0.0/8\"]\n\
+        [limits]\nmax_conn_rate_per_ip = 1\nmax_conn_burst_per_ip = 1\n";
+    let server =
+        broker::Server::start(broker::Config::parse(text).unwrap(), broker::seam::Runtime::tokio()).await.unwrap();
+    let addr = server.listener_addr(broker::config::ListenerKind::Ws, "default").unwrap();
+    let connack = |client: &'static str, id: &'static str| async move {
+        let mut request = format!("ws://{addr}/mqtt").into_client_request().unwrap();
+        request.headers_mut().insert("x-forwarded-for", client.parse().unwrap());
+        let Ok((mut ws, _)) = tokio_tungstenite::connect_async(request).await else { return false };
+        if ws.send(Message::Binary(Connect::v5(id).encode().into())).await.is_err() {
+            return false;
+        }
+        received(&mut ws).await.first() == Some(&0x20)
+    };
+    // Three clients through one proxy address, each its own allowance.
+    assert!(connack("203.0.113.1", "a").await);
+    assert!(connack("203.0.113.2", "b").await);
+    assert!(connack("203.0.113.3", "c").await);
+    // One client again at once: over its own rate.
+    assert!(!connack("203.0.113.1", "a2").await, "the forwarded address is limited");
+    server.shutdown().await;
+}

@@ -15,7 +15,8 @@ use serde::Deserialize;
 /// - `max_conn_burst`: connections a listener accepts at once before the rate
 ///   applies; 0: one second's worth.
 /// - `max_conn_rate_per_ip`, `max_conn_burst_per_ip`: the same per source
-///   address (an IPv6 client by its /64 network).
+///   address (an IPv6 client by its /64 network; behind a WebSocket
+///   listener's trusted proxy, the address the proxy forwarded).
 /// - `max_tracked_ips`: source addresses whose connection rate is tracked at
 ///   once; when the table is full, addresses with a full bucket are
 ///   forgotten, and if none is, a new address is not limited (counted).

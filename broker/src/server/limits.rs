@@ -128,7 +128,9 @@ impl Limits {
     /// Whether a socket just accepted by `listener` from `peer` may be served
     /// (`max_conn_rate`, then `max_conn_rate_per_ip`). A refused socket is
     /// closed before a byte is read: that is the cheapest answer to a flood.
-    pub(crate) fn admit(&self, listener: &str, peer: SocketAddr, now: Millis) -> bool {
+    /// With `per_address` false (a trusted proxy's connection), the
+    /// per-address rate waits for the client's own address ([`Limits::admit_address`]).
+    pub(crate) fn admit(&self, listener: &str, peer: SocketAddr, per_address: bool, now: Millis) -> bool {
         let c = &self.config;
         if c.max_conn_rate > 0 {
             let mut listeners = self.listeners.lock();
@@ -151,7 +153,13 @@ impl Limits {
                 return false;
             }
         }
-        if c.max_conn_rate_per_ip > 0 && !self.admit_ip(peer.ip(), now) {
+        !per_address || self.admit_address(peer.ip(), now)
+    }
+
+    /// The per-address connection rate for `ip` (a client's own address, or
+    /// one a trusted proxy forwarded).
+    pub(crate) fn admit_address(&self, ip: IpAddr, now: Millis) -> bool {
+        if self.config.max_conn_rate_per_ip > 0 && !self.admit_ip(ip, now) {
             self.counters.refused_ip_rate.fetch_add(1, Ordering::Relaxed);
             return false;
         }

@@ -44,6 +44,10 @@ pub(super) struct ListenerCtx {
     live: AtomicUsize,
     peer_cert_as_username: PeerCertField,
     peer_cert_as_clientid: PeerCertField,
+    /// Proxies whose forwarded client address a WebSocket listener trusts:
+    /// a connection from one is limited per address by the client's, after
+    /// its handshake, not by the proxy's (which all its clients share).
+    trusted_proxies: Vec<crate::authz::cidr::Cidr>,
 }
 
 impl ListenerCtx {
@@ -56,13 +60,23 @@ impl ListenerCtx {
             live: AtomicUsize::new(0),
             peer_cert_as_username: tls.as_ref().map_or(PeerCertField::Disabled, |t| t.peer_cert_as_username),
             peer_cert_as_clientid: tls.as_ref().map_or(PeerCertField::Disabled, |t| t.peer_cert_as_clientid),
+            trusted_proxies: entry
+                .websocket()
+                .filter(|ws| ws.proxy_address_header.is_some())
+                .map(|ws| ws.trusted_proxies)
+                .unwrap_or_default(),
         }
+    }
+
+    fn is_trusted_proxy(&self, peer: SocketAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(peer.ip()))
     }
 
     /// A place for one more connection from `peer`: the connection rate limits
     /// and bans come first (`limits.rs`), then this listener's `max_connections`.
     pub fn admit(self: &Arc<Self>, shared: &Shared, peer: SocketAddr) -> Option<Slot> {
-        if !shared.limits.admit(&self.id, peer, shared.now()) {
+        let per_address = !self.is_trusted_proxy(peer);
+        if !shared.limits.admit(&self.id, peer, per_address, shared.now()) {
             return None;
         }
         if self.live.fetch_add(1, Ordering::AcqRel) >= self.max_connections {
@@ -209,6 +223,11 @@ async fn accept_loop(shared: Arc<Shared>, ctx: Arc<ListenerCtx>, mut listener: B
             let peer = accepted.peer;
             let timeout = slot.listener().connect_timeout;
             match tokio::time::timeout(timeout, upgrade.apply(accepted)).await {
+                Ok(Ok((accepted, _))) if slot.listener().is_trusted_proxy(peer)
+                    && !task_shared.limits.admit_address(accepted.peer.ip(), task_shared.now()) =>
+                {
+                    tracing::debug!(listener = %slot.listener().id, proxy = %peer, client = %accepted.peer, "connection closed: forwarded address over max_conn_rate_per_ip");
+                }
                 Ok(Ok((accepted, cert))) => serve_accepted(task_shared, slot, accepted, cert).await,
                 Ok(Err(error)) => tracing::info!(listener = %slot.listener().id, %peer, %error, "connection closed"),
                 Err(_) => tracing::info!(listener = %slot.listener().id, %peer, "handshake timed out"),

@@ -13,7 +13,7 @@ fn peer(text: &str) -> SocketAddr {
 #[test]
 fn by_default_nothing_is_rate_limited() {
     let l = limits(|_| {});
-    assert!((0..10_000).all(|_| l.admit("tcp:default", peer("127.0.0.1"), 0)));
+    assert!((0..10_000).all(|_| l.admit("tcp:default", peer("127.0.0.1"), true, 0)));
     assert_eq!(l.stats(0).tracked_ips, 0, "no table is kept for a limit that is off");
 }
 
@@ -23,11 +23,11 @@ fn the_listener_rate_covers_every_address_and_each_listener_apart() {
         c.max_conn_rate = 2;
         c.max_conn_burst = 2;
     });
-    assert!(l.admit("tcp:default", peer("127.0.0.1"), 0));
-    assert!(l.admit("tcp:default", peer("127.0.0.2"), 0));
-    assert!(!l.admit("tcp:default", peer("127.0.0.3"), 0));
-    assert!(l.admit("ws:default", peer("127.0.0.3"), 0), "another listener has its own bucket");
-    assert!(l.admit("tcp:default", peer("127.0.0.3"), 500), "half a second refills one at 2/s");
+    assert!(l.admit("tcp:default", peer("127.0.0.1"), true, 0));
+    assert!(l.admit("tcp:default", peer("127.0.0.2"), true, 0));
+    assert!(!l.admit("tcp:default", peer("127.0.0.3"), true, 0));
+    assert!(l.admit("ws:default", peer("127.0.0.3"), true, 0), "another listener has its own bucket");
+    assert!(l.admit("tcp:default", peer("127.0.0.3"), true, 500), "half a second refills one at 2/s");
     assert_eq!(l.stats(0).refused_listener_rate, 1);
 }
 
@@ -37,19 +37,19 @@ fn the_per_address_rate_refuses_one_source_and_not_another() {
         c.max_conn_rate_per_ip = 1;
         c.max_conn_burst_per_ip = 3;
     });
-    let flood = (0..10).filter(|_| l.admit("tcp:default", peer("192.0.2.1"), 0)).count();
+    let flood = (0..10).filter(|_| l.admit("tcp:default", peer("192.0.2.1"), true, 0)).count();
     assert_eq!(flood, 3, "the burst, then nothing");
-    assert!(l.admit("tcp:default", peer("192.0.2.2"), 0));
-    assert!(l.admit("tcp:default", peer("192.0.2.1"), 1000), "one second refills one");
+    assert!(l.admit("tcp:default", peer("192.0.2.2"), true, 0));
+    assert!(l.admit("tcp:default", peer("192.0.2.1"), true, 1000), "one second refills one");
     assert_eq!(l.stats(0).refused_ip_rate, 7);
 }
 
 #[test]
 fn an_ipv6_source_is_limited_by_its_64() {
     let l = limits(|c| c.max_conn_rate_per_ip = 1);
-    assert!(l.admit("tcp:default", peer("2001:db8:0:1::1"), 0));
-    assert!(!l.admit("tcp:default", peer("2001:db8:0:1::2"), 0), "same /64");
-    assert!(l.admit("tcp:default", peer("2001:db8:0:2::1"), 0), "another /64");
+    assert!(l.admit("tcp:default", peer("2001:db8:0:1::1"), true, 0));
+    assert!(!l.admit("tcp:default", peer("2001:db8:0:1::2"), true, 0), "same /64");
+    assert!(l.admit("tcp:default", peer("2001:db8:0:2::1"), true, 0), "another /64");
 }
 
 #[test]
@@ -59,14 +59,14 @@ fn the_address_table_is_bounded_and_forgets_idle_addresses() {
         c.max_tracked_ips = 4.try_into().expect("not zero");
     });
     for i in 0..4 {
-        assert!(l.admit("tcp:default", peer(&format!("10.0.0.{i}")), 0));
+        assert!(l.admit("tcp:default", peer(&format!("10.0.0.{i}")), true, 0));
     }
     // All four are busy: a fifth address is admitted, not tracked.
-    assert!(l.admit("tcp:default", peer("10.0.0.9"), 0));
+    assert!(l.admit("tcp:default", peer("10.0.0.9"), true, 0));
     assert_eq!(l.stats(0).tracked_ips, 4);
     assert_eq!(l.stats(0).ip_table_full, 1);
     // A second later the four buckets are full again: they are forgotten.
-    assert!(l.admit("tcp:default", peer("10.0.0.9"), 1000));
+    assert!(l.admit("tcp:default", peer("10.0.0.9"), true, 1000));
     assert_eq!(l.stats(0).tracked_ips, 1);
 }
 
