@@ -44,8 +44,9 @@ pub enum Bug {
     /// The core panics on a PINGREQ: a broker assertion that fails inside a
     /// connection's task (core/mod.rs, `handle_packet`).
     PanicOnPing,
-    /// A session taken over by a reconnect publishes its connection's will
-    /// at once, whatever its delay (core/connect.rs, `detach`).
+    /// A will is published as soon as its connection ends, whatever its
+    /// delay: a session taken over by a reconnect (or resumed within the
+    /// delay) publishes the will it should drop (core/connect.rs, `detach`).
     WillOnTakeover,
     /// A guardian whose peer died forgets the wills it guarded for it
     /// instead of publishing them (cluster/node.rs, `publish_wills_of`).

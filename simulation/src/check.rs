@@ -21,10 +21,11 @@
 //!
 //! The checkers of the state at the end of a run (one live connection per
 //! client id, retained stores) are in `check/state.rs`; the group checker in
-//! `check/shared.rs`.
+//! `check/shared.rs`; the will checker in `check/wills.rs`.
 
 mod shared;
 mod state;
+mod wills;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -45,7 +46,7 @@ pub struct Violation {
 impl Violation {
     /// A violation of a promise the broker is known not to keep yet (ALGORITHM.md, "Checked properties").
     pub fn is_known_gap(&self) -> bool {
-        [ACKED_WHILE_DOWN, shared::GROUP_WHILE_DOWN, ORDER_AFTER_MOVE].contains(&self.checker)
+        [ACKED_WHILE_DOWN, shared::GROUP_WHILE_DOWN, ORDER_AFTER_MOVE, WILL_WHILE_DOWN].contains(&self.checker)
     }
 }
 
@@ -80,6 +81,7 @@ pub const CONVERGENCE: &str = "routes-converge";
 pub const ANOMALY: &str = "no-anomaly";
 pub use shared::{GROUP_DELIVERED, GROUP_WHILE_DOWN};
 pub use state::{ONE_CONNECTION, ONE_CONNECTION_PARTITIONED, RETAINED_IDENTICAL, RETAINED_LAST_WRITE_WINS};
+pub use wills::{WILL, WILL_WHILE_DOWN};
 
 #[derive(Debug)]
 struct Sub {
@@ -128,10 +130,12 @@ pub fn check(_scenario: &Scenario, records: &[Record]) -> Vec<Violation> {
     let mut unlinked_since: BTreeMap<(NodeIx, NodeIx), Millis> = BTreeMap::new();
     let mut unlinked_spans: BTreeMap<(NodeIx, NodeIx), Vec<(Millis, Millis)>> = BTreeMap::new();
     let mut end_state = state::EndState::default();
+    let mut wills = wills::Wills::default();
     let mut crashes: Vec<(Millis, NodeIx)> = Vec::new();
     for Record { at, event } in records {
         let at = *at;
         end_state.observe(at, event);
+        wills.observe(at, event);
         match event {
             Event::Subscribed { sub, node, filter, qos } => {
                 subs.insert(*sub, Sub { node: *node, filter: filter.clone(), qos: *qos, at, ended: None, moved: None });
@@ -228,7 +232,11 @@ pub fn check(_scenario: &Scenario, records: &[Record]) -> Vec<Violation> {
             | Event::Connected { .. }
             | Event::Disconnected { .. }
             | Event::LiveClients { .. }
-            | Event::RetainedStore { .. } => {}
+            | Event::RetainedStore { .. }
+            | Event::Opened { .. }
+            | Event::Ended { .. }
+            | Event::WillWatched { .. }
+            | Event::WillDelivered { .. } => {}
         }
     }
     for (key, from) in open {
@@ -249,6 +257,7 @@ pub fn check(_scenario: &Scenario, records: &[Record]) -> Vec<Violation> {
     qos2_at_most_once(&sent, &deliveries, &mut violations);
     per_publisher_order(&subs, &sent, &deliveries, &mut violations);
     end_state.check(&sent, &acked, &mut violations);
+    wills.check(&mut violations);
     violations
 }
 

@@ -4,7 +4,8 @@
 //! node while its old connection stays open) and a publisher (numbered
 //! messages, a window of unacknowledged ones, optionally retained). Both
 //! reconnect to their node until the run ends and record what they see in
-//! the history.
+//! the history. A subscriber may carry a will on every connection and drop
+//! connections without DISCONNECT; `watcher` records the wills published.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -20,8 +21,12 @@ use mqtt_codec::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::history::{ClientIx, Event, History, Millis, NodeIx, SubId, sim_now};
+use crate::history::{ClientIx, Ending, Event, History, Millis, NodeIx, SubId, sim_now};
 use crate::scenario::{PublisherSpec, SubscriberSpec};
+
+mod watcher;
+
+pub use watcher::watcher;
 
 /// The MQTT port of every node.
 pub const MQTT_PORT: u16 = 1883;
@@ -118,6 +123,9 @@ pub struct ClientCtx {
     pub nodes: Vec<SocketAddr>,
     /// When clients stop (the harness stops the run at or after it).
     pub end: Millis,
+    /// A client staying away (`SubscriberSpec::away`) is back by then, so
+    /// that what its session held reaches it before the run ends.
+    pub back_by: Millis,
 }
 
 /// A message payload: `publisher:seq`.
@@ -150,10 +158,15 @@ pub async fn subscriber(ctx: ClientCtx, client: ClientIx, spec: SubscriberSpec) 
     let mut awaiting_rel: BTreeSet<u16> = BTreeSet::new();
     // Scheduled voluntary disconnects (churn), in order.
     let mut churn = spec.churn.clone().into_iter().peekable();
+    // Scheduled drops without DISCONNECT, in order.
+    let mut drops = spec.drops.clone().into_iter().peekable();
+    // Connections that got their CONNACK so far (each will names its connection).
+    let mut opened = 0u32;
     while sim_now() < ctx.end {
         let clean = !spec.persistent;
         let expiry = if spec.persistent { 3600 } else { 0 };
-        let connect = connect_packet(&id, clean, expiry, spec.receive_maximum);
+        let mut connect = connect_packet(&id, clean, expiry, spec.receive_maximum);
+        connect.will = spec.will_delay.map(|delay| watcher::will(client, opened + 1, delay));
         let (mut conn, ack) = match Conn::open(ctx.nodes[node], connect).await {
             Ok(c) => c,
             Err(_) => {
@@ -161,7 +174,12 @@ pub async fn subscriber(ctx: ClientCtx, client: ClientIx, spec: SubscriberSpec) 
                 continue;
             }
         };
+        opened += 1;
         h.now(Event::Connected { client, node, session_present: ack.session_present });
+        if let Some(delay) = spec.will_delay {
+            let will_delay = delay.min(ack.properties.session_expiry_interval.unwrap_or(expiry));
+            h.now(Event::Opened { client, conn: opened, node, will_delay });
+        }
         if !ack.session_present || !subscribed {
             if subscribed {
                 h.now(Event::SessionLost { sub: SubId { client, epoch } });
@@ -178,6 +196,9 @@ pub async fn subscriber(ctx: ClientCtx, client: ClientIx, spec: SubscriberSpec) 
                 properties: SubscribeProperties { subscription_identifier: Some(epoch), user_properties: Vec::new() },
             };
             if conn.send(&Packet::Subscribe(subscribe)).await.is_err() {
+                if spec.will_delay.is_some() {
+                    h.now(Event::Ended { client, conn: opened, how: Ending::Closed });
+                }
                 continue;
             }
         }
@@ -186,6 +207,8 @@ pub async fn subscriber(ctx: ClientCtx, client: ClientIx, spec: SubscriberSpec) 
             let next_ping = tokio::time::sleep(Duration::from_millis(u64::from(KEEP_ALIVE_SECS) * 500));
             let leave_at = churn.peek().copied().unwrap_or(Millis::MAX);
             let leave = tokio::time::sleep(Duration::from_millis(leave_at.saturating_sub(sim_now())));
+            let drop_at = drops.peek().copied().unwrap_or(Millis::MAX);
+            let dropping = tokio::time::sleep(Duration::from_millis(drop_at.saturating_sub(sim_now())));
             let move_at = moves.peek().map_or(Millis::MAX, |m| m.0);
             let moving = tokio::time::sleep(Duration::from_millis(move_at.saturating_sub(sim_now())));
             let packet = tokio::select! {
@@ -194,22 +217,28 @@ pub async fn subscriber(ctx: ClientCtx, client: ClientIx, spec: SubscriberSpec) 
                 () = moving => break None,
                 () = next_ping => {
                     if sim_now().saturating_sub(last_heard) > SILENCE_MAX_MS {
-                        break Some("silent broker".to_string());
+                        break Some((Ending::Dropped, "silent broker".to_string()));
                     }
                     if conn.send(&Packet::PingReq).await.is_err() {
-                        break Some("ping failed".to_string());
+                        break Some((Ending::Closed, "ping failed".to_string()));
                     }
                     continue;
                 }
                 () = leave => {
                     churn.next();
-                    let _ = conn.send(&Packet::Disconnect(mqtt_codec::Disconnect::default())).await;
-                    break Some("churn: client disconnects".to_string());
+                    break match conn.send(&Packet::Disconnect(mqtt_codec::Disconnect::default())).await {
+                        Ok(()) => Some((Ending::Disconnect, "churn: client disconnects".to_string())),
+                        Err(e) => Some((Ending::Closed, format!("churn: DISCONNECT failed: {e}"))),
+                    };
+                }
+                () = dropping => {
+                    drops.next();
+                    break Some((Ending::Dropped, "drop: client closes without DISCONNECT".to_string()));
                 }
             };
             let packet = match packet {
                 Ok(p) => p,
-                Err(e) => break Some(e.to_string()),
+                Err(e) => break Some((Ending::Closed, e.to_string())),
             };
             last_heard = sim_now();
             let reply = match packet {
@@ -235,16 +264,27 @@ pub async fn subscriber(ctx: ClientCtx, client: ClientIx, spec: SubscriberSpec) 
                     awaiting_rel.remove(&rel.packet_id.get());
                     Some(Packet::PubComp(PubResponse::new(rel.packet_id)))
                 }
-                Packet::Disconnect(d) => break Some(format!("DISCONNECT {:?}", d.reason_code)),
+                Packet::Disconnect(d) => {
+                    let how = if d.reason_code == ReasonCode::SESSION_TAKEN_OVER {
+                        Ending::TakenOver
+                    } else {
+                        Ending::Closed
+                    };
+                    break Some((how, format!("DISCONNECT {:?}", d.reason_code)));
+                }
                 _ => None,
             };
             if let Some(reply) = reply
                 && let Err(e) = conn.send(&reply).await
             {
-                break Some(e.to_string());
+                break Some((Ending::Closed, e.to_string()));
             }
         };
-        let Some(why) = why else {
+        let ending = why.as_ref().map_or(Ending::Moved, |(how, _)| *how);
+        if spec.will_delay.is_some() {
+            h.now(Event::Ended { client, conn: opened, how: ending });
+        }
+        let Some((_, why)) = why else {
             // A move: the old connection stays open (served by `linger`
             // until the broker closes it), the new one subscribes anew.
             let Some((_, to)) = moves.next() else { continue };
@@ -262,7 +302,11 @@ pub async fn subscriber(ctx: ClientCtx, client: ClientIx, spec: SubscriberSpec) 
             h.now(Event::SessionLost { sub: SubId { client, epoch } });
             subscribed = false;
         }
-        sleep_ms(RECONNECT_MS).await;
+        let pause = if ending == Ending::Disconnect { None } else { spec.away };
+        // Dropping the stream closes it without DISCONNECT.
+        drop(conn);
+        let pause = pause.map_or(RECONNECT_MS, |away| away.min(ctx.back_by.saturating_sub(sim_now())));
+        sleep_ms(pause.max(RECONNECT_MS)).await;
     }
 }
 

@@ -94,6 +94,33 @@ pub enum Event {
         qos: u8,
         dup: bool,
     },
+    /// A client with a will got the CONNACK of its `conn`-th connection on
+    /// `node`; `will_delay` is the delay that applies to that connection's
+    /// will: the smaller of its Will Delay Interval and its session expiry.
+    Opened {
+        client: ClientIx,
+        conn: u32,
+        node: NodeIx,
+        will_delay: u32,
+    },
+    /// How the `conn`-th connection of a client with a will ended, as the client saw it.
+    Ended {
+        client: ClientIx,
+        conn: u32,
+        how: Ending,
+    },
+    /// A will watcher's subscription to every will topic exists on `node` from now on.
+    WillWatched {
+        watcher: ClientIx,
+        node: NodeIx,
+    },
+    /// A will watcher got the will of `client`'s `conn`-th connection.
+    WillDelivered {
+        watcher: ClientIx,
+        client: ClientIx,
+        conn: u32,
+        dup: bool,
+    },
     /// Something a checker must reject outright (a malformed delivery, a panic ...).
     Anomaly {
         what: String,
@@ -152,6 +179,14 @@ impl fmt::Display for Event {
             Event::Delivered { sub, publisher, seq, topic, qos, dup } => {
                 write!(f, "{sub} got c{publisher} #{seq} on {topic} at QoS {qos}{}", if *dup { " (dup)" } else { "" })
             }
+            Event::Opened { client, conn, node, will_delay } => {
+                write!(f, "c{client} connection {conn} to n{} has a will (delay {will_delay} s)", node + 1)
+            }
+            Event::Ended { client, conn, how } => write!(f, "c{client} connection {conn} ended: {how}"),
+            Event::WillWatched { watcher, node } => write!(f, "c{watcher} watches wills on n{}", node + 1),
+            Event::WillDelivered { watcher, client, conn, dup } => {
+                write!(f, "c{watcher} got the will of c{client} connection {conn}{}", if *dup { " (dup)" } else { "" })
+            }
             Event::Anomaly { what } => write!(f, "anomaly: {what}"),
             Event::Routes { observer, origin, filters } => {
                 write!(f, "n{} holds for n{}: [{}]", observer + 1, origin + 1, filters.join(", "))
@@ -170,6 +205,33 @@ impl fmt::Display for Event {
                 write!(f, "n{} retains [{}]", node + 1, entries.join("; "))
             }
         }
+    }
+}
+
+/// How a connection ended, as its client saw it (what decides its will's fate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Ending {
+    /// The client sent DISCONNECT with reason 0x00: the will is deleted ([MQTT-3.1.2-10]).
+    Disconnect,
+    /// The client closed the connection without DISCONNECT (it dropped it, or gave up on a silent broker).
+    Dropped,
+    /// The broker closed it with DISCONNECT 0x8E: another connection took the session over.
+    TakenOver,
+    /// The broker closed it otherwise, or the network connection broke (a node crash).
+    Closed,
+    /// The client connected to another node while keeping this connection: a takeover it asked for.
+    Moved,
+}
+
+impl fmt::Display for Ending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Ending::Disconnect => "DISCONNECT by the client",
+            Ending::Dropped => "dropped by the client without DISCONNECT",
+            Ending::TakenOver => "taken over (DISCONNECT 0x8E)",
+            Ending::Closed => "closed by the broker or the network",
+            Ending::Moved => "the client connected to another node",
+        })
     }
 }
 

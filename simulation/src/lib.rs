@@ -6,7 +6,7 @@
 //! # Layout
 //! - [`net`]: the broker's network seam on turmoil (TCP, UDP with cuts, DNS, spawn).
 //! - [`scenario`]: scenarios drawn from a seed (topology, clients, faults).
-//! - [`client`]: the MQTT 5 clients (subscriber, publisher) on `mqtt-codec`.
+//! - [`client`]: the MQTT 5 clients (subscriber, publisher, will watcher) on `mqtt-codec`.
 //! - [`history`]: the recorded events and their hash.
 //! - [`run`]: the harness: hosts, fault schedule, route observation, convergence.
 //! - [`check`]: the checkers over a history.
@@ -26,8 +26,9 @@ pub mod scenario;
 pub use run::{Options, Outcome, run};
 pub use scenario::{Kind, Scenario};
 
-/// Panics on the simulation's thread, caught so that a checker reports them
-/// (a panic in a broker task ends only that task: tokio catches it).
+/// Panics on the simulation's thread, recorded so that a checker reports
+/// them. A panic in a host's task stops turmoil's runtime and unwinds out of
+/// `Sim::step`, where the harness catches it and ends the run (`run::step`).
 pub mod panics {
     use std::cell::RefCell;
     use std::sync::Once;

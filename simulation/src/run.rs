@@ -161,6 +161,7 @@ fn simulate(scenario: &Scenario, history: &History) -> Millis {
         history: history.clone(),
         nodes: ips.iter().map(|ip| client::mqtt_addr(*ip)).collect(),
         end: Millis::MAX,
+        back_by: scenario.workload_end,
     };
     let clients = scenario.clients.clone();
     sim.client("clients", async move {
@@ -168,6 +169,7 @@ fn simulate(scenario: &Scenario, history: &History) -> Millis {
             match spec {
                 ClientSpec::Subscriber(s) => drop(tokio::task::spawn_local(client::subscriber(ctx.clone(), ix, s))),
                 ClientSpec::Publisher(p) => drop(tokio::task::spawn_local(client::publisher(ctx.clone(), ix, p))),
+                ClientSpec::Watcher(w) => drop(tokio::task::spawn_local(client::watcher(ctx.clone(), ix, w))),
             }
         }
         std::future::pending::<()>().await;
@@ -184,7 +186,7 @@ fn simulate(scenario: &Scenario, history: &History) -> Millis {
             if let Fault::Crash(node) = fault {
                 // Its connections close first, in the order they opened (see `Reaper`).
                 reapers[*node].wake.notify_one();
-                if let Err(error) = sim.step() {
+                if let Err(error) = step(&mut sim) {
                     history.record(now, Event::Anomaly { what: format!("simulation stopped: {error}") });
                     return now;
                 }
@@ -202,7 +204,7 @@ fn simulate(scenario: &Scenario, history: &History) -> Millis {
                 }
             }
         }
-        if let Err(error) = sim.step() {
+        if let Err(error) = step(&mut sim) {
             history.record(now, Event::Anomaly { what: format!("simulation stopped: {error}") });
             return now;
         }
@@ -229,6 +231,17 @@ fn simulate(scenario: &Scenario, history: &History) -> Millis {
                 },
             }
         }
+    }
+}
+
+/// Steps the simulation. A panic in a host's task reaches here (turmoil's
+/// runtimes shut down on an unhandled panic) and ends the run as an error;
+/// the panic hook has recorded it for the checkers (`crate::panics`).
+fn step(sim: &mut turmoil::Sim<'_>) -> Result<(), String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sim.step())) {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err("a host panicked".to_string()),
     }
 }
 

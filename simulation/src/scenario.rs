@@ -5,6 +5,7 @@
 //! named in a regression test keeps meaning the same run.
 
 mod kinds;
+mod wills;
 
 use std::fmt;
 
@@ -122,6 +123,20 @@ pub struct SubscriberSpec {
     /// nobody publishes (`x/c{client}/{i}`, every third one ending in `/+`):
     /// routes in bulk.
     pub extra_filters: usize,
+    /// Every connection carries a will with this Will Delay Interval (seconds).
+    pub will_delay: Option<u32>,
+    /// Times at which the client closes its connection without DISCONNECT
+    /// (a device that loses power), then stays away `away` before it reconnects.
+    pub drops: Vec<Millis>,
+    /// How long the client stays away after a drop or a connection the broker
+    /// or the network ended (`None`: it reconnects at once, as after a churn).
+    pub away: Option<Millis>,
+}
+
+/// A will watcher: a persistent QoS 1 subscription to every will topic on one node.
+#[derive(Debug, Clone)]
+pub struct WatcherSpec {
+    pub node: NodeIx,
 }
 
 /// A publisher: numbered messages at one QoS on a few topics, on one node.
@@ -143,6 +158,7 @@ pub struct PublisherSpec {
 pub enum ClientSpec {
     Subscriber(SubscriberSpec),
     Publisher(PublisherSpec),
+    Watcher(WatcherSpec),
 }
 
 /// Something the harness does to the world.
@@ -215,6 +231,20 @@ const FAULTS_END: Millis = 16_000;
 
 impl Scenario {
     pub fn generate(kind: Kind, seed: u64) -> Scenario {
+        let mut scenario = Self::draw(kind, seed);
+        if matches!(kind, Kind::Single | Kind::Crash | Kind::Takeover) {
+            wills::add(&mut scenario);
+        }
+        scenario
+    }
+
+    /// The scenario as it was before clients had wills: the histories that
+    /// regression tests named after a seed found their bug in.
+    pub fn generate_without_wills(kind: Kind, seed: u64) -> Scenario {
+        Self::draw(kind, seed)
+    }
+
+    fn draw(kind: Kind, seed: u64) -> Scenario {
         let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ kind as u64);
         if !matches!(kind, Kind::Single | Kind::Partition | Kind::Crash | Kind::Swarm) {
             return kinds::generate(kind, seed, &mut rng);
@@ -246,6 +276,9 @@ impl Scenario {
                 churn,
                 moves: Vec::new(),
                 extra_filters: 0,
+                will_delay: None,
+                drops: Vec::new(),
+                away: None,
             }));
         }
         for _ in 0..publishers {

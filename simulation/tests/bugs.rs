@@ -3,7 +3,10 @@
 //! passes without the bug, so the failure is the bug's.
 
 use broker::buggify::Bug;
-use simulation::check::{ACKED_DELIVERED, CONVERGENCE, ONE_CONNECTION, ORDER, QOS2_ONCE, RETAINED_LAST_WRITE_WINS};
+use simulation::check::{
+    ACKED_DELIVERED, ANOMALY, CONVERGENCE, GROUP_DELIVERED, ONE_CONNECTION, ORDER, QOS2_ONCE, RETAINED_IDENTICAL,
+    RETAINED_LAST_WRITE_WINS, WILL,
+};
 use simulation::{Kind, Options, Scenario};
 
 fn caught(kind: Kind, seed: u64, bug: Bug, every: u64, checker: &str) {
@@ -47,4 +50,31 @@ fn a_takeover_that_keeps_the_old_session_breaks_one_connection_per_client_id() {
 #[test]
 fn retained_writes_applied_by_arrival_break_last_write_wins() {
     caught(Kind::Retained, 4, Bug::RetainedIgnoreStamp, 1, RETAINED_LAST_WRITE_WINS);
+}
+
+#[test]
+fn a_lost_remote_retained_write_breaks_identical_retained_stores() {
+    caught(Kind::Retained, 0, Bug::RetainedDropRemote, 3, RETAINED_IDENTICAL);
+}
+
+#[test]
+fn a_node_that_serves_no_forwarded_group_breaks_group_delivery() {
+    caught(Kind::Shared, 0, Bug::SkipForwardedGroups, 3, GROUP_DELIVERED);
+}
+
+/// The panic happens in a connection's task on a node; turmoil's runtime
+/// stops, and the harness must report it instead of dying with it.
+#[test]
+fn a_broker_task_that_panics_is_an_anomaly() {
+    caught(Kind::Single, 0, Bug::PanicOnPing, 5, ANOMALY);
+}
+
+#[test]
+fn a_will_published_when_a_reconnect_takes_the_session_over_breaks_the_will_checker() {
+    caught(Kind::Takeover, 0, Bug::WillOnTakeover, 1, WILL);
+}
+
+#[test]
+fn a_guardian_that_forgets_the_wills_of_a_dead_node_breaks_the_will_checker() {
+    caught(Kind::Crash, 1, Bug::LoseWillOfDeadNode, 1, WILL);
 }

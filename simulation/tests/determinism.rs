@@ -29,3 +29,8 @@ fn a_partitioned_cluster_replays_exactly() {
 fn a_swarm_run_with_crashes_replays_exactly() {
     twice(Kind::Swarm, 1);
 }
+
+#[test]
+fn a_crash_run_with_wills_and_their_guardians_replays_exactly() {
+    twice(Kind::Crash, 1);
+}

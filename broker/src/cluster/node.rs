@@ -506,6 +506,9 @@ fn publish_wills_of(shared: Arc<Shared>, origin: NodeName, incarnation: u64) {
             let origin = origin.clone();
             s.runtime.clone().spawn(async move {
                 tokio::time::sleep(Duration::from_secs(u64::from(delay))).await;
+                if shell.links.lock().get(&origin).is_some_and(|l| l.incarnation == incarnation) {
+                    return; // Back during the will's delay: a false suspicion after all; it holds the will.
+                }
                 let guarded = {
                     let mut guarding = shell.guarding.lock();
                     match guarding.get(&client) {
@@ -516,7 +519,12 @@ fn publish_wills_of(shared: Arc<Shared>, origin: NodeName, incarnation: u64) {
                 let guarded = guarded.filter(|_| !crate::buggify::fires(crate::buggify::Bug::LoseWillOfDeadNode)); // sim-bugs
                 if let Some(g) = guarded {
                     let will = will_from_wire(&g.guard);
-                    s.with_broker(|broker, now| broker.publish_orphan_will(&client, &will, now));
+                    let who = crate::authz::ClientInfo {
+                        client_id: client.clone(),
+                        username: g.guard.username.clone(),
+                        peer: g.guard.peer,
+                    };
+                    s.with_broker(|broker, now| broker.publish_orphan_will(&who, &will, now));
                     tracing::info!(%client, node = %origin, "will published for a node that died");
                 }
             });

@@ -83,6 +83,10 @@ pub enum PeerMessage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WillGuard {
     pub client: ByteString,
+    /// Who set it (user name and address at its CONNECT): the guardian
+    /// checks the will against the ACL as that client, as the holder would.
+    pub username: Option<ByteString>,
+    pub peer: Option<std::net::IpAddr>,
     pub delay_secs: u32,
     pub expiry_secs: u32,
     /// The will as the PUBLISH it would become (topic, payload, QoS, retain, properties).
@@ -265,6 +269,14 @@ pub fn encode(message: &PeerMessage, out: &mut BytesMut) -> Result<(), String> {
         PeerMessage::WillGuard(g) => {
             out.put_u8(WILL_GUARD);
             put_str(out, &g.client);
+            match &g.username {
+                None => out.put_u8(0),
+                Some(name) => {
+                    out.put_u8(1);
+                    put_str(out, name);
+                }
+            }
+            put_str(out, &g.peer.map(|ip| ip.to_string()).unwrap_or_default());
             out.put_u32(g.delay_secs);
             out.put_u32(g.expiry_secs);
             put_publish(out, &g.publish)?;
@@ -427,6 +439,15 @@ fn decode_message(f: &mut Bytes) -> Result<PeerMessage, String> {
         }
         WILL_GUARD => PeerMessage::WillGuard(Box::new(WillGuard {
             client: get_str(f)?,
+            username: match get_u8(f)? {
+                0 => None,
+                1 => Some(get_str(f)?),
+                other => return Err(format!("user name flag {other}")),
+            },
+            peer: match get_str(f)? {
+                ip if ip.is_empty() => None,
+                ip => Some(ip.parse().map_err(|_| format!("a will's peer address {ip:?}"))?),
+            },
             delay_secs: get_u32(f)?,
             expiry_secs: get_u32(f)?,
             publish: get_publish(f)?,
@@ -747,6 +768,8 @@ mod tests {
             PeerMessage::ResendRoutes,
             PeerMessage::WillGuard(Box::new(WillGuard {
                 client: "c1".into(),
+                username: Some("alice".into()),
+                peer: Some("10.1.2.3".parse().expect("an address")),
                 delay_secs: 5,
                 expiry_secs: 600,
                 publish: match forward() {

@@ -137,6 +137,32 @@ fn a_will_is_checked_with_the_identity_the_client_connected_with() {
     assert_eq!(broker.counters.wills_published, 2);
 }
 
+/// The guardian of a dead node's will publishes it as the client that set
+/// it: the user name and address travel with the guard (`WillGuard`).
+#[test]
+fn a_will_published_for_a_dead_node_is_checked_with_the_identity_of_its_connect() {
+    let rules = "allow user:alice publish will/#\n";
+    let mut guardian = broker(rules);
+    for (conn, user, expect_dropped) in [(1, "alice", 0), (2, "bob", 1)] {
+        let mut holder = broker(rules);
+        holder.join_cluster("n1".into(), crate::config::ForwardMode::Sync, 5_000, 0);
+        let id = format!("c-{user}");
+        let topic = format!("will/{user}");
+        let c = Client { username: Some(user), peer: Some("10.0.0.9"), will: Some(&topic), ..client(&id) };
+        connect(&mut holder, conn, &c);
+        let guard = holder.take_will_events().iter().find_map(|e| e.to_wire()).expect("a will to guard");
+        assert_eq!(guard.username.as_deref(), Some(user));
+        let who = crate::authz::ClientInfo {
+            client_id: guard.client.clone(),
+            username: guard.username.clone(),
+            peer: guard.peer,
+        };
+        guardian.publish_orphan_will(&who, &crate::core::cluster::will_from_wire(&guard), 0);
+        assert_eq!(guardian.counters.dropped_not_authorized, expect_dropped, "{user}");
+    }
+    assert_eq!(guardian.counters.wills_published, 2);
+}
+
 #[test]
 fn a_reload_without_a_file_keeps_everything() {
     let mut broker = broker("allow all subscribe #\n");

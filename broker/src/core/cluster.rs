@@ -68,7 +68,8 @@ pub struct RetainedUpdate {
 #[derive(Debug, Clone)]
 pub enum WillEvent {
     /// A connection of `client` attached with a will.
-    Guard { client: ClientId, will: Box<Will>, delay_secs: u32, expiry_secs: u32 },
+    /// `who` set it: its user name and address, for the ACL where it is published.
+    Guard { client: ClientId, who: Arc<crate::authz::ClientInfo>, will: Box<Will>, delay_secs: u32, expiry_secs: u32 },
     /// The will is gone here: published, cancelled, or moved with its session.
     Release { client: ClientId },
 }
@@ -191,6 +192,7 @@ impl Broker {
                 let (will, delay_secs) = s.will.clone()?;
                 Some(WillEvent::Guard {
                     client: s.client_id.clone(),
+                    who: Arc::clone(&s.client),
                     will: Box::new(will),
                     delay_secs,
                     expiry_secs: s.expiry_secs,
@@ -204,14 +206,14 @@ impl Broker {
         wills
     }
 
-    /// Publishes the will of `client`, whose node died holding it (this node
-    /// guarded it). The guard carries only the client id, so rules about a
-    /// user name or address do not match this publication.
-    pub fn publish_orphan_will(&mut self, client: &ClientId, will: &Will, now: Millis) {
+    /// Publishes the will `who` set, whose node died holding it (this node
+    /// guarded it), checked against the ACL as that client: the guard carries
+    /// its user name and address.
+    pub fn publish_orphan_will(&mut self, who: &crate::authz::ClientInfo, will: &Will, now: Millis) {
         if let Some(cluster) = self.cluster.as_mut() {
             cluster.counters.wills_published_for_dead_nodes += 1;
         }
-        self.publish_will(&crate::authz::ClientInfo::new(client.clone()), will, now);
+        self.publish_will(who, will, now);
     }
 
     /// A local publish set or cleared the retained message of `topic`: stamp
@@ -524,10 +526,12 @@ impl Broker {
 impl WillEvent {
     /// A `Guard` as it crosses a link.
     pub fn to_wire(&self) -> Option<crate::cluster::wire::WillGuard> {
-        let WillEvent::Guard { client, will, delay_secs, expiry_secs } = self else { return None };
+        let WillEvent::Guard { client, who, will, delay_secs, expiry_secs } = self else { return None };
         let p = &will.properties;
         Some(crate::cluster::wire::WillGuard {
             client: client.clone(),
+            username: who.username.clone(),
+            peer: who.peer,
             delay_secs: *delay_secs,
             expiry_secs: *expiry_secs,
             publish: Publish {

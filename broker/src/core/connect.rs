@@ -204,6 +204,7 @@ impl Broker {
         let guard = match &session.will {
             Some((will, delay)) => Some(WillEvent::Guard {
                 client: client_id.clone(),
+                who: Arc::clone(&session.client),
                 will: Box::new(will.clone()),
                 delay_secs: *delay,
                 expiry_secs: expiry,

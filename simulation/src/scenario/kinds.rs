@@ -140,6 +140,9 @@ fn subscriber(rng: &mut StdRng, node: NodeIx) -> SubscriberSpec {
         churn: Vec::new(),
         moves: Vec::new(),
         extra_filters: 0,
+        will_delay: None,
+        drops: Vec::new(),
+        away: None,
     }
 }
 
