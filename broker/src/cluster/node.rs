@@ -245,11 +245,21 @@ impl ClusterShell {
         })
         .await;
         let mut calls = self.calls.lock();
-        for (id, link, _) in &waiting {
+        for (id, _, _) in &waiting {
             calls.remove(id);
-            link.call_done(*id);
         }
         drop(calls);
+        // The link the call went on, or the one that adopted its calls since (a peer back from a partition).
+        let current: Vec<Arc<Link>> = {
+            let (links, parked) = (self.links.lock(), self.parked.lock());
+            waiting.iter().filter_map(|(_, l, _)| links.get(&l.peer).or_else(|| parked.get(&l.peer)).cloned()).collect()
+        };
+        for (id, link, _) in &waiting {
+            link.call_done(*id);
+            for other in current.iter().filter(|c| c.peer == link.peer && !Arc::ptr_eq(c, link)) {
+                other.call_done(*id);
+            }
+        }
         outcome
     }
 

@@ -497,15 +497,7 @@ impl Broker {
             return; // sim-bugs: acknowledged by the link, delivered to no one
         }
         let Forward { id, expires_in_ms, publisher, groups, direct, publish, destinations, redirect, .. } = forward;
-        let message = Arc::new(Message {
-            topic: publish.topic,
-            payload: publish.payload,
-            qos: publish.qos,
-            retain: publish.retain,
-            properties: publish.properties,
-            expires_at: expires_in_ms.map(|ms| now + ms),
-            publisher,
-        });
+        let message = forwarded_message(publish, expires_in_ms, publisher, now);
         self.counters.messages_received += 1;
         if let Some(redirect) = redirect {
             return self.handle_redirect(&destinations, *redirect, &message, now);
@@ -603,6 +595,24 @@ impl RetainedUpdate {
         });
         Self { topic, stamp, node, message }
     }
+}
+
+/// The message a forward carries, its expiry counted from `now`.
+pub(super) fn forwarded_message(
+    publish: Publish,
+    expires_in_ms: Option<u64>,
+    publisher: Option<ByteString>,
+    now: Millis,
+) -> Arc<Message> {
+    Arc::new(Message {
+        topic: publish.topic,
+        payload: publish.payload,
+        qos: publish.qos,
+        retain: publish.retain,
+        properties: publish.properties,
+        expires_at: expires_in_ms.map(|ms| now + ms),
+        publisher,
+    })
 }
 
 fn publish_of(message: &Message) -> Publish {

@@ -4,10 +4,7 @@
 //! direct subscribers, whose sessions went with the node, but each group
 //! they were to serve still has other members: another member gets them.
 
-use std::sync::Arc;
-
 use super::Broker;
-use super::message::Message;
 use super::router::SharedKey;
 use crate::cluster::routes::NodeName;
 use crate::cluster::wire::Forward;
@@ -26,15 +23,7 @@ impl Broker {
             if expires_in_ms == Some(0) {
                 continue; // Expired on the way.
             }
-            let message = Arc::new(Message {
-                topic: publish.topic,
-                payload: publish.payload,
-                qos: publish.qos,
-                retain: publish.retain,
-                properties: publish.properties,
-                expires_at: expires_in_ms.map(|ms| now + ms),
-                publisher,
-            });
+            let message = super::cluster::forwarded_message(publish, expires_in_ms, publisher, now);
             for (group, filter) in groups {
                 let served = if self.router.has_group(&group, &filter) {
                     let serve = |g: &str, f: &str| group == g && filter == f;
