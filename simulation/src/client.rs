@@ -316,23 +316,8 @@ pub async fn subscriber(ctx: ClientCtx, client: ClientIx, spec: SubscriberSpec) 
 async fn linger(h: History, client: ClientIx, node: NodeIx, mut conn: Conn, mut awaiting_rel: BTreeSet<u16>) {
     let mut last_heard = sim_now();
     let why = loop {
-        let next_ping = tokio::time::sleep(Duration::from_millis(u64::from(KEEP_ALIVE_SECS) * 500));
-        let packet = tokio::select! {
-            biased;
-            packet = conn.recv() => packet,
-            () = next_ping => {
-                if sim_now().saturating_sub(last_heard) > SILENCE_MAX_MS {
-                    break "silent broker".to_string();
-                }
-                if conn.send(&Packet::PingReq).await.is_err() {
-                    break "ping failed".to_string();
-                }
-                continue;
-            }
-        };
-        last_heard = sim_now();
-        let reply = match packet {
-            Err(e) => break e.to_string(),
+        let reply = match recv_keeping_alive(&mut conn, &mut last_heard).await {
+            Err(why) => break why,
             Ok(Packet::Publish(p)) => on_publish(&h, client, &mut awaiting_rel, p),
             Ok(Packet::PubRel(rel)) => {
                 awaiting_rel.remove(&rel.packet_id.get());
@@ -348,6 +333,30 @@ async fn linger(h: History, client: ClientIx, node: NodeIx, mut conn: Conn, mut 
         }
     };
     h.now(Event::Disconnected { client, why: format!("old connection to n{}: {why}", node + 1) });
+}
+
+/// The next packet from the broker, pinging it while it is quiet. An error
+/// says why the connection is over: a read error, a failed ping, or a broker
+/// silent for longer than `SILENCE_MAX_MS`.
+async fn recv_keeping_alive(conn: &mut Conn, last_heard: &mut Millis) -> Result<Packet, String> {
+    loop {
+        let next_ping = tokio::time::sleep(Duration::from_millis(u64::from(KEEP_ALIVE_SECS) * 500));
+        tokio::select! {
+            biased;
+            packet = conn.recv() => {
+                *last_heard = sim_now();
+                return packet.map_err(|e| e.to_string());
+            }
+            () = next_ping => {
+                if sim_now().saturating_sub(*last_heard) > SILENCE_MAX_MS {
+                    return Err("silent broker".to_string());
+                }
+                if conn.send(&Packet::PingReq).await.is_err() {
+                    return Err("ping failed".to_string());
+                }
+            }
+        }
+    }
 }
 
 /// The `i`-th of a subscriber's extra filters: nobody publishes there.

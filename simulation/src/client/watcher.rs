@@ -3,13 +3,11 @@
 //! client and connection, so a checker can tell which connection's end
 //! published it.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use bytestring::ByteString;
 use mqtt_codec::{Packet, PubResponse, QoS, Subscribe, SubscribeProperties, SubscriptionOptions, Will, WillProperties};
 
-use super::{ClientCtx, Conn, KEEP_ALIVE_SECS, RECONNECT_MS, SILENCE_MAX_MS, connect_packet, pid, sleep_ms};
+use super::{ClientCtx, Conn, RECONNECT_MS, connect_packet, pid, recv_keeping_alive, sleep_ms};
 use crate::history::{ClientIx, Event, sim_now};
 use crate::scenario::WatcherSpec;
 
@@ -62,23 +60,8 @@ pub async fn watcher(ctx: ClientCtx, client: ClientIx, spec: WatcherSpec) {
         }
         let mut last_heard = sim_now();
         let why = loop {
-            let next_ping = tokio::time::sleep(Duration::from_millis(u64::from(KEEP_ALIVE_SECS) * 500));
-            let packet = tokio::select! {
-                biased;
-                packet = conn.recv() => packet,
-                () = next_ping => {
-                    if sim_now().saturating_sub(last_heard) > SILENCE_MAX_MS {
-                        break "silent broker".to_string();
-                    }
-                    if conn.send(&Packet::PingReq).await.is_err() {
-                        break "ping failed".to_string();
-                    }
-                    continue;
-                }
-            };
-            last_heard = sim_now();
-            let reply = match packet {
-                Err(e) => break e.to_string(),
+            let reply = match recv_keeping_alive(&mut conn, &mut last_heard).await {
+                Err(why) => break why,
                 Ok(Packet::SubAck(ack)) => {
                     if ack.reason_codes.iter().all(|code| code.0 < 0x80) {
                         subscribed = true;
