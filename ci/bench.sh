@@ -151,20 +151,12 @@ fi
 
 work=$(mktemp -d /tmp/bench.XXXXXX)
 mkdir -p "$work/raw/search" "$work/raw/cpu" "$work/scenarios" "$work/logs"
-declare -A pid_of=()
-stop_pid() { # stop_pid PID: SIGTERM, then SIGKILL after 5 s
-  local pid=${1:-}
-  [[ "$pid" =~ ^[1-9][0-9]*$ ]] || return 0
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null
-  for _ in $(seq 50); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null
-  return 0
-}
+declare -A pid_of=() ports=() taken=()
+broker_bin=""  # set once built
+port_first=19000 port_last=19099
+launch_prefix=(taskset -c "$broker_cpu")
+# shellcheck source=ci/peers/lib.sh
+source "$root/ci/peers/lib.sh"
 cleanup() {
   for name in "${!pid_of[@]}"; do stop_pid "${pid_of[$name]}"; done
   if [ "${BENCH_KEEP_WORK:-0}" = 1 ]; then echo "work folder kept: $work"; else rm -rf "$work"; fi
@@ -198,217 +190,13 @@ else
   built_how="cargo build --release -p broker (working tree)"
 fi
 loadgen=$bin/loadgen
+broker_bin=$bin/broker
 
-# ---- ports: distinct free loopback ports in 19000-19099 --------------------------
-declare -A taken=()
-next_port=19000
-free_port() { # sets $port
-  while [ $next_port -le 19099 ]; do
-    local p=$next_port
-    next_port=$((next_port + 1))
-    [ -n "${taken[$p]:-}" ] && continue
-    if ! ss -Htln "sport = :$p" 2>/dev/null | grep -q .; then
-      taken[$p]=1
-      port=$p
-      return 0
-    fi
-  done
-  echo "error: no free port left in 19000-19099" >&2
-  exit 1
-}
-wait_port() { # wait_port PID PORT: until PORT accepts (0), or PID dies / 30 s pass (1)
-  local pid=$1 p=$2
-  for _ in $(seq 300); do
-    kill -0 "$pid" 2>/dev/null || return 1
-    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  return 1
-}
-# Loopback only: every listening socket of PID must be on 127.0.0.0/8 or ::1.
-check_loopback() {
-  local bad
-  bad=$(ss -Htulnp 2>/dev/null | grep -E "pid=$1," | awk '{print $5}' \
-    | grep -vE '^(127\.[0-9.]+|\[::1\]|\[::ffff:127\.[0-9.]+\]):[0-9]+$')
-  [ -z "$bad" ] && return 0
-  echo "$bad" | tr '\n' ' '
-  return 1
-}
-log_tail() { tail -n 5 "$1" 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g' | tr '\n' ' ' | tr -s ' ' | cut -c1-400; }
-
-# launch NAME PORT COMMAND...: a fresh broker process pinned to $broker_cpu, in
-# its own folder, logging to $work/logs/NAME.log; waits until PORT accepts.
-launch() {
-  local name=$1 p=$2
-  shift 2
-  local dir=$work/$name
-  mkdir -p "$dir"
-  echo "---- $(date -u +%H:%M:%S) start" >> "$work/logs/$name.log"
-  (cd "$dir" && exec taskset -c "$broker_cpu" "$@") >> "$work/logs/$name.log" 2>&1 &
-  local pid=$!
-  pid_of[$name]=$pid
-  if ! wait_port "$pid" "$p"; then
-    launch_error="did not start listening on 127.0.0.1:$p within 30 s: $(log_tail "$work/logs/$name.log")"
-    stop_pid "$pid"
-    unset "pid_of[$name]"
-    return 1
-  fi
-  sleep 0.3 # let it open its other sockets before the check
-  local bad
-  if ! bad=$(check_loopback "$pid"); then
-    launch_error="refused: it listened on a non-loopback address ($bad); stopped"
-    stop_pid "$pid"
-    unset "pid_of[$name]"
-    return 1
-  fi
-  return 0
-}
-
-# ---- the brokers: the configurations of ci/conformance-report.sh, with room
-# for 18,000 connections ------------------------------------------------------------
-start_broker() {
-  local dir=$work/broker
-  mkdir -p "$dir"
-  [ -f "$dir/broker.toml" ] || cat > "$dir/broker.toml" <<CONF
-[listeners.tcp]
-bind = "127.0.0.1:${ports[broker]}"
-[auth]
-allow_anonymous = true
-CONF
-  launch broker "${ports[broker]}" env RUST_LOG=warn "$bin/broker" --config "$dir/broker.toml"
-}
-
-start_mosquitto() {
-  local dir=$work/mosquitto
-  mkdir -p "$dir"
-  [ -f "$dir/mosquitto.conf" ] || cat > "$dir/mosquitto.conf" <<CONF
-per_listener_settings false
-allow_anonymous true
-listener ${ports[mosquitto]} 127.0.0.1
-protocol mqtt
-persistence false
-log_dest stderr
-log_type error
-log_type warning
-max_keepalive 65535
-max_queued_messages 100000
-retain_available true
-set_tcp_nodelay true
-CONF
-  launch mosquitto "${ports[mosquitto]}" /usr/sbin/mosquitto -c "$dir/mosquitto.conf"
-}
-
-# rumqttd always gets this loopback configuration with explicit segment sizes:
-# its memory follows them (per topic filter), and its defaults listen on
-# every address.
-start_rumqttd() {
-  local dir=$work/rumqttd
-  mkdir -p "$dir"
-  [ -f "$dir/rumqttd.toml" ] || cat > "$dir/rumqttd.toml" <<CONF
-id = 0
-
-[router]
-id = 0
-max_connections = 20000
-max_outgoing_packet_count = 200
-max_segment_size = 1048576
-max_segment_count = 2
-
-[v4.1]
-name = "v4-1"
-listen = "127.0.0.1:${ports[rumqttd-v4]}"
-next_connection_delay_ms = 0
-    [v4.1.connections]
-    connection_timeout_ms = 60000
-    max_payload_size = 1048576
-    max_inflight_count = 500
-    dynamic_filters = true
-
-[v5.1]
-name = "v5-1"
-listen = "127.0.0.1:${ports[rumqttd]}"
-next_connection_delay_ms = 0
-    [v5.1.connections]
-    connection_timeout_ms = 60000
-    max_payload_size = 1048576
-    max_inflight_count = 500
-    dynamic_filters = true
-CONF
-  launch rumqttd "${ports[rumqttd]}" "$peers/bin/rumqttd" --quiet --config "$dir/rumqttd.toml"
-}
-
-start_rmqtt() {
-  local dir=$work/rmqtt
-  mkdir -p "$dir/plugins"
-  # RMQTT also reads ./rmqtt.toml and /etc/rmqtt*: it runs in its own folder.
-  # Its gRPC server (cluster RPC) is bound to loopback too; the HTTP API and
-  # ACL plugins are not started, the retainer and shared-subscription ones are.
-  [ -f "$dir/rmqtt.toml" ] || cat > "$dir/rmqtt.toml" <<CONF
-[node]
-id = 1
-busy.check_enable = false
-
-[rpc]
-server_addr = "127.0.0.1:${ports[rmqtt-rpc]}"
-
-[log]
-to = "console"
-level = "warn"
-
-[plugins]
-dir = "$dir/plugins/"
-default_startups = ["rmqtt-retainer", "rmqtt-shared-subscription"]
-disabled_default_startups = ["rmqtt-acl", "rmqtt-http-api", "rmqtt-counter"]
-
-[listener.tcp.external]
-addr = "127.0.0.1:${ports[rmqtt]}"
-allow_anonymous = true
-max_connections = 100000
-max_handshaking_limit = 10000
-max_packet_size = "16M"
-max_inflight = 128
-max_mqueue_len = 100000
-max_clientid_len = 65535
-max_qos_allowed = 2
-max_topic_levels = 0
-max_subscriptions = 0
-max_topic_aliases = 65535
-session_expiry_interval = "2h"
-message_retry_interval = "20s"
-message_expiry_interval = "5m"
-CONF
-  [ -f "$dir/plugins/rmqtt-retainer.toml" ] || cat > "$dir/plugins/rmqtt-retainer.toml" <<CONF
-storage.type = "ram"
-max_retained_messages = 0
-max_payload_size = "16M"
-CONF
-  [ -f "$dir/plugins/rmqtt-shared-subscription.toml" ] || printf 'strategy = "round_robin"\n' > "$dir/plugins/rmqtt-shared-subscription.toml"
-  launch rmqtt "${ports[rmqtt]}" "$peers/bin/rmqttd" -f "$dir/rmqtt.toml"
-}
-
-start_mqttlib() {
-  local dir=$work/mqtt-lib
-  mkdir -p "$dir"
-  launch mqtt-lib "${ports[mqtt-lib]}" "$peers/bin/mqttv5" broker \
-    --host "127.0.0.1:${ports[mqtt-lib]}" --allow-anonymous --non-interactive \
-    --storage-backend memory --storage-dir "$dir/storage" \
-    --no-sys-topics --max-clients 100000
-}
-
-start_of() { # start_of NAME: a fresh process; sets launch_error on failure
-  launch_error=""
-  case "$1" in
-    broker) start_broker ;;
-    mosquitto) start_mosquitto ;;
-    rumqttd) start_rumqttd ;;
-    rmqtt) start_rmqtt ;;
-    mqtt-lib) start_mqttlib ;;
-  esac
-}
+# ---- the brokers: each started by ci/peers/lib.sh's start_peer with the
+# configuration of ci/peers/ (the conformance report's too) ---------------------------
 alive() { [ -n "${pid_of[$1]:-}" ] && kill -0 "${pid_of[$1]}" 2>/dev/null; }
 stop_broker() { stop_pid "${pid_of[$1]:-}"; unset "pid_of[$1]"; }
 
-peer_state() { sed -n "s/^$2=//p" "$peers/status/$1.status" 2>/dev/null; }
 # brokers.tsv: name, label, version, state (ok / not-built), note, how installed, configuration
 record_broker() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >> "$work/raw/brokers.tsv"; }
 : > "$work/raw/brokers.tsv"
@@ -435,25 +223,18 @@ modified=""
 [ -z "$rev" ] && ! git diff --quiet HEAD -- broker 2>/dev/null && modified=", broker/ modified"
 ours_version="$("$bin/broker" --version 2>/dev/null | head -n1 | sed 's/^broker //') (commit $commit$modified)"
 add_broker broker "broker (this repository)" "$ours_version" "$built_how" \
-  "$bin/broker" "defaults (max_inflight 32, max_queued_messages 1000), [auth] allow_anonymous = true, RUST_LOG=warn" broker
-mosq_version=""
-[ -x /usr/sbin/mosquitto ] && mosq_version="$(/usr/sbin/mosquitto -h 2>/dev/null | head -n1 | sed 's/^mosquitto version //') (Debian $(dpkg-query -W -f='${Version}' mosquitto 2>/dev/null))"
-add_broker mosquitto "Mosquitto" "$mosq_version" "Debian package" /usr/sbin/mosquitto \
-  "allow_anonymous true, persistence false, max_queued_messages 100000, set_tcp_nodelay true, logging errors and warnings" mosquitto
-add_broker rumqttd "rumqttd" "$(peer_state rumqttd version)" "$(peer_state rumqttd method)" "$peers/bin/rumqttd" \
-  "loopback v5 listener (and v4), max_connections 20000, segments 1 MiB x 2, max_outgoing_packet_count 200, max_inflight_count 500, dynamic_filters, --quiet" rumqttd
-add_broker rmqtt "RMQTT (rmqttd)" "$(peer_state rmqttd version)" "$(peer_state rmqttd method)" "$peers/bin/rmqttd" \
-  "allow_anonymous, plugins retainer (ram) + shared-subscription (round robin), no ACL / HTTP API, max_inflight 128, max_mqueue_len 100000, busy check off, log level warn" rmqttd
-add_broker mqtt-lib "mqtt-lib (mqttv5 broker)" "$(peer_state mqttv5-cli version)" "$(peer_state mqttv5-cli method)" "$peers/bin/mqttv5" \
-  "--allow-anonymous --storage-backend memory --no-sys-topics --max-clients 100000" mqttv5-cli
+  "$bin/broker" "$(peer_summary broker)" broker
+add_broker mosquitto "Mosquitto" "$(mosquitto_version)" "Debian package" /usr/sbin/mosquitto "$(peer_summary mosquitto)" mosquitto
+add_broker rumqttd "rumqttd" "$(peer_state rumqttd version)" "$(peer_state rumqttd method)" "$peers/bin/rumqttd" "$(peer_summary rumqttd)" rumqttd
+add_broker rmqtt "RMQTT (rmqttd)" "$(peer_state rmqttd version)" "$(peer_state rmqttd method)" "$peers/bin/rmqttd" "$(peer_summary rmqtt)" rmqttd
+add_broker mqtt-lib "mqtt-lib (mqttv5 broker)" "$(peer_state mqttv5-cli version)" "$(peer_state mqttv5-cli method)" "$peers/bin/mqttv5" "$(peer_summary mqtt-lib)" mqttv5-cli
 [ ${#brokers[@]} -gt 0 ] || { echo "error: no broker to run" >&2; exit 1; }
 
-declare -A ports=()
 for name in "${brokers[@]}"; do
   free_port
   ports[$name]=$port
   case "$name" in
-    rumqttd) free_port; ports[rumqttd-v4]=$port ;;
+    rumqttd) ports[rumqttd-v5]=${ports[rumqttd]}; free_port; ports[rumqttd-v4]=$port ;;
     rmqtt) free_port; ports[rmqtt-rpc]=$port ;;
   esac
 done
@@ -572,7 +353,7 @@ run_load() {
   local log=$work/logs/$(basename "${out%.json}").out
   run_outcome=ok run_note=""
   wait_quiet || echo "      (the machine stayed busy for 120 s (cores $quiet_busy): running anyway)" >&2
-  if ! start_of "$name"; then
+  if ! start_peer "$name"; then
     run_outcome=failed-to-start run_note=$launch_error
     return
   fi
@@ -592,7 +373,7 @@ run_load() {
   wait "$spid" 2>/dev/null
   if ! alive "$name"; then
     wait "$pid" 2>/dev/null
-    run_outcome=broker-died run_note="the broker exited (status $?) during the run: $(log_tail "$work/logs/$name.log")"
+    run_outcome=broker-died run_note="the broker exited (status $?) during the run: $(log_tail "$(broker_log "$name")")"
     unset "pid_of[$name]"
   elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
     run_outcome=timeout run_note="loadgen did not finish within $run_timeout s and was killed"

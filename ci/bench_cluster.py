@@ -58,6 +58,7 @@ from bench_scenario import toml_dump  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "loadgen" / "scenarios"
+PEER_CONFIGS = ROOT / "ci" / "peers"  # the peers' configurations, shared with ci/peers/lib.sh
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 NODE_CPU = 0
 LOADGEN_CPU = 1
@@ -267,6 +268,14 @@ def route_counts(st):
     return {origin: len(filters) for origin, filters in st.get("remote_routes", [])}
 
 
+def render_peer_config(template, **values):
+    """ci/peers/TEMPLATE with each @KEY@ replaced, as ci/peers/lib.sh's render does."""
+    text = (PEER_CONFIGS / template).read_text()
+    for key, value in values.items():
+        text = text.replace(f"@{key}@", str(value))
+    return text
+
+
 # ---- clusters -----------------------------------------------------------------------
 
 class Cluster:
@@ -321,50 +330,18 @@ class Cluster:
 
     # RMQTT
     def rmqtt_config(self, k):
-        ip = self.ip(k)
-        d = self.work / f"n{k}"
+        """ci/peers/rmqtt.toml, the single-node reports' RMQTT configuration, for node k."""
         plugins = ["rmqtt-retainer", "rmqtt-shared-subscription"] + (["rmqtt-cluster-raft"] if self.n > 1 else [])
-        return f"""[node]
-id = {k}
-busy.check_enable = false
-
-[rpc]
-server_addr = "{ip}:{RMQTT_RPC_PORT}"
-
-[log]
-to = "console"
-level = "warn"
-
-[plugins]
-dir = "{d}/plugins/"
-default_startups = {json.dumps(plugins)}
-disabled_default_startups = ["rmqtt-acl", "rmqtt-http-api", "rmqtt-counter"]
-
-[listener.tcp.external]
-addr = "{ip}:{MQTT_PORT}"
-allow_anonymous = true
-max_connections = 100000
-max_handshaking_limit = 10000
-max_packet_size = "16M"
-max_inflight = 128
-max_mqueue_len = 100000
-max_clientid_len = 65535
-max_qos_allowed = 2
-max_topic_levels = 0
-max_subscriptions = 0
-max_topic_aliases = 65535
-session_expiry_interval = "2h"
-message_retry_interval = "20s"
-message_expiry_interval = "5m"
-"""
+        return render_peer_config("rmqtt.toml", NODE_ID=k, ADDR=self.ip(k), PORT=MQTT_PORT,
+                                  RPC_PORT=RMQTT_RPC_PORT, PLUGINS_DIR=f"{self.work / f'n{k}'}/plugins/",
+                                  STARTUPS=json.dumps(plugins))
 
     def start_rmqtt_node(self, k):
         d = self.work / f"n{k}"
         (d / "plugins").mkdir(parents=True, exist_ok=True)
         (d / "rmqtt.toml").write_text(self.rmqtt_config(k))
-        (d / "plugins" / "rmqtt-retainer.toml").write_text(
-            'storage.type = "ram"\nmax_retained_messages = 0\nmax_payload_size = "16M"\n')
-        (d / "plugins" / "rmqtt-shared-subscription.toml").write_text('strategy = "round_robin"\n')
+        for plugin in ("rmqtt-retainer.toml", "rmqtt-shared-subscription.toml"):
+            shutil.copyfile(PEER_CONFIGS / plugin, d / "plugins" / plugin)
         ids = range(1, self.n + 1)
         (d / "plugins" / "rmqtt-cluster-raft.toml").write_text(
             f"node_grpc_addrs = {json.dumps([f'{i}@{self.ip(i)}:{RMQTT_RPC_PORT}' for i in ids])}\n"

@@ -62,20 +62,12 @@ peers=$root/.peers
 work=$(mktemp -d /tmp/conformance-report.XXXXXX)
 declare -A pid_of=()      # broker -> pid of the running process
 
-stop_pid() { # stop_pid PID: SIGTERM, then SIGKILL after 5 s
-  local pid=${1:-}
-  # Only a real child pid: never 0 or empty (kill 0 would hit our own group).
-  [[ "$pid" =~ ^[1-9][0-9]*$ ]] || return 0
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null
-  for _ in $(seq 50); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null
-  return 0
-}
+broker_bin=$root/target/release/broker
+port_first=18900 port_last=18999
+launch_prefix=()
+declare -A ports=() taken=()
+# shellcheck source=ci/peers/lib.sh
+source "$root/ci/peers/lib.sh"
 cleanup() {
   for name in "${!pid_of[@]}"; do
     stop_pid "${pid_of[$name]}"
@@ -103,46 +95,6 @@ suite=${CONFORMANCE_SUITE:-$root/target/release/conformance}
 "$suite" --list-cases > "$work/cases.tsv"
 echo "    $(wc -l < "$work/cases.tsv") cases"
 
-# ---- ports: distinct free ports in 18900-18999 --------------------------------
-declare -A taken=()
-next_port=18900
-free_port() { # sets $port to a free loopback port of the range
-  while [ $next_port -le 18999 ]; do
-    local p=$next_port
-    next_port=$((next_port + 1))
-    [ -n "${taken[$p]:-}" ] && continue
-    if ! ss -Htln "sport = :$p" 2>/dev/null | grep -q .; then
-      taken[$p]=1
-      port=$p
-      return 0
-    fi
-  done
-  echo "error: no free port left in 18900-18999" >&2
-  exit 1
-}
-
-wait_port() { # wait_port PID PORT: until PORT accepts (0), or PID dies / 30 s pass (1)
-  local pid=$1 p=$2
-  for _ in $(seq 300); do
-    kill -0 "$pid" 2>/dev/null || return 1
-    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  return 1
-}
-
-# Loopback only: every listening socket of PID must be on 127.0.0.0/8 or ::1.
-check_loopback() { # check_loopback PID: prints offending addresses, returns 1 if any
-  local bad
-  bad=$(ss -Htlnp 2>/dev/null | grep -E "pid=$1," | awk '{print $4}' \
-    | grep -vE '^(127\.[0-9.]+|\[::1\]|\[::ffff:127\.[0-9.]+\]):[0-9]+$')
-  bad=$bad$(ss -Hulnp 2>/dev/null | grep -E "pid=$1," | awk '{print $4}' \
-    | grep -vE '^(127\.[0-9.]+|\[::1\]|\[::ffff:127\.[0-9.]+\]):[0-9]+$')
-  [ -z "$bad" ] && return 0
-  echo "$bad" | tr '\n' ' '
-  return 1
-}
-
 # brokers.tsv: name, label, version, state, note, ports, how installed, configuration
 record_broker() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >> "$work/brokers.tsv"; }
 : > "$work/brokers.tsv"
@@ -150,7 +102,6 @@ record_broker() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >> "$work/broke
 : > "$work/reruns.tsv"
 
 # The last lines of a broker's log on one line, without colour codes.
-log_tail() { tail -n 5 "$work/$1/broker.log" 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g' | tr '\n' ' ' | tr -s ' ' | cut -c1-400; }
 
 # What the broker logged since byte MARK of its log, on one line: its panic
 # messages if it panicked, else its last lines.
@@ -191,173 +142,6 @@ sys.exit(0 if ok else 1)
 PY
 }
 
-# start NAME PORT COMMAND...: starts the broker in the background (cwd: its
-# work folder), waits for PORT, checks it listens on loopback only.
-launch() {
-  local name=$1 p=$2
-  shift 2
-  local dir=$work/$name
-  mkdir -p "$dir"
-  (cd "$dir" && exec "$@") >> "$dir/broker.log" 2>&1 &
-  local pid=$!
-  pid_of[$name]=$pid
-  if ! wait_port "$pid" "$p"; then
-    launch_error="did not start listening on 127.0.0.1:$p within 30 s: $(log_tail "$name")"
-    stop_pid "$pid"
-    unset "pid_of[$name]"
-    return 1
-  fi
-  sleep 0.3 # let it open its other sockets before the check
-  local bad
-  if ! bad=$(check_loopback "$pid"); then
-    launch_error="refused: it listened on a non-loopback address ($bad); stopped"
-    stop_pid "$pid"
-    unset "pid_of[$name]"
-    return 1
-  fi
-  return 0
-}
-
-# ---- the brokers ---------------------------------------------------------------
-# Each start_NAME writes its configuration (once) and launches it.
-
-start_broker() {
-  local dir=$work/broker
-  mkdir -p "$dir"
-  [ -f "$dir/broker.toml" ] || cat > "$dir/broker.toml" <<EOF
-[listeners.tcp]
-bind = "127.0.0.1:${ports[broker]}"
-[auth]
-allow_anonymous = true
-EOF
-  launch broker "${ports[broker]}" env RUST_LOG=warn "$root/target/release/broker" --config "$dir/broker.toml"
-}
-
-start_mosquitto() {
-  local dir=$work/mosquitto
-  mkdir -p "$dir"
-  [ -f "$dir/mosquitto.conf" ] || cat > "$dir/mosquitto.conf" <<EOF
-per_listener_settings false
-allow_anonymous true
-listener ${ports[mosquitto]} 127.0.0.1
-protocol mqtt
-persistence false
-log_dest stderr
-log_type error
-log_type warning
-max_keepalive 65535
-max_queued_messages 100000
-retain_available true
-set_tcp_nodelay true
-EOF
-  launch mosquitto "${ports[mosquitto]}" /usr/sbin/mosquitto -c "$dir/mosquitto.conf"
-}
-
-start_rumqttd() {
-  local dir=$work/rumqttd
-  mkdir -p "$dir"
-  # v4 (3.1.1) and v5 listen on separate ports; both on loopback. Segments
-  # are kept small: rumqttd's memory follows them (per topic filter).
-  [ -f "$dir/rumqttd.toml" ] || cat > "$dir/rumqttd.toml" <<EOF
-id = 0
-
-[router]
-id = 0
-max_connections = 10010
-max_outgoing_packet_count = 200
-max_segment_size = 1048576
-max_segment_count = 2
-
-[v4.1]
-name = "v4-1"
-listen = "127.0.0.1:${ports[rumqttd]}"
-next_connection_delay_ms = 0
-    [v4.1.connections]
-    connection_timeout_ms = 60000
-    max_payload_size = 1048576
-    max_inflight_count = 500
-    dynamic_filters = true
-
-[v5.1]
-name = "v5-1"
-listen = "127.0.0.1:${ports[rumqttd-v5]}"
-next_connection_delay_ms = 0
-    [v5.1.connections]
-    connection_timeout_ms = 60000
-    max_payload_size = 1048576
-    max_inflight_count = 500
-    dynamic_filters = true
-EOF
-  launch rumqttd "${ports[rumqttd]}" "$peers/bin/rumqttd" --quiet --config "$dir/rumqttd.toml" || return 1
-  wait_port "${pid_of[rumqttd]}" "${ports[rumqttd-v5]}" || {
-    launch_error="the v5 listener 127.0.0.1:${ports[rumqttd-v5]} did not open"
-    return 1
-  }
-}
-
-start_rmqtt() {
-  local dir=$work/rmqtt
-  mkdir -p "$dir/plugins"
-  # RMQTT also reads ./rmqtt.toml and /etc/rmqtt*: it runs in its own folder.
-  # Its gRPC server (cluster RPC) is bound to loopback too; the HTTP API and
-  # ACL plugins are not started (no ACL is the most permissive), the retainer
-  # (retained messages) and shared-subscription plugins are.
-  [ -f "$dir/rmqtt.toml" ] || cat > "$dir/rmqtt.toml" <<EOF
-[node]
-id = 1
-busy.check_enable = false
-
-[rpc]
-server_addr = "127.0.0.1:${ports[rmqtt-rpc]}"
-
-[log]
-to = "console"
-level = "warn"
-
-[plugins]
-dir = "$dir/plugins/"
-default_startups = ["rmqtt-retainer", "rmqtt-shared-subscription"]
-disabled_default_startups = ["rmqtt-acl", "rmqtt-http-api", "rmqtt-counter"]
-
-[listener.tcp.external]
-addr = "127.0.0.1:${ports[rmqtt]}"
-allow_anonymous = true
-max_connections = 100000
-max_handshaking_limit = 10000
-max_packet_size = "16M"
-max_inflight = 128
-max_mqueue_len = 100000
-max_clientid_len = 65535
-max_qos_allowed = 2
-max_topic_levels = 0
-max_subscriptions = 0
-max_topic_aliases = 65535
-session_expiry_interval = "2h"
-message_retry_interval = "20s"
-message_expiry_interval = "5m"
-EOF
-  [ -f "$dir/plugins/rmqtt-retainer.toml" ] || cat > "$dir/plugins/rmqtt-retainer.toml" <<EOF
-storage.type = "ram"
-max_retained_messages = 0
-max_payload_size = "16M"
-EOF
-  [ -f "$dir/plugins/rmqtt-shared-subscription.toml" ] || printf 'strategy = "round_robin"\n' > "$dir/plugins/rmqtt-shared-subscription.toml"
-  launch rmqtt "${ports[rmqtt]}" "$peers/bin/rmqttd" -f "$dir/rmqtt.toml"
-}
-
-# Sessions are kept in memory; --no-persistence would not keep them at all.
-start_mqttlib() {
-  local dir=$work/mqtt-lib
-  mkdir -p "$dir"
-  launch mqtt-lib "${ports[mqtt-lib]}" "$peers/bin/mqttv5" broker \
-    --host "127.0.0.1:${ports[mqtt-lib]}" --allow-anonymous --non-interactive \
-    --storage-backend memory --storage-dir "$dir/storage" \
-    --no-sys-topics --max-clients 100000
-}
-
-peer_state() { sed -n "s/^$2=//p" "$peers/status/$1.status" 2>/dev/null; }
-
-declare -A ports=()
 brokers=()
 add_broker() { # add_broker NAME LABEL VERSION INSTALLED-HOW BINARY CONFIG-SUMMARY CRATE-OR-PACKAGE
   local name=$1 label=$2 version=$3 how=$4 binary=$5 config=$6 package=$7
@@ -379,23 +163,17 @@ echo "==> brokers"
 ours_version=$("$root/target/release/broker" --version 2>/dev/null | head -n1)
 add_broker broker "broker (this repository)" "${ours_version:-?} (commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- broker 2>/dev/null || echo ', broker/ modified'))" \
   "cargo build --release -p broker" "$root/target/release/broker" \
-  "defaults, [auth] allow_anonymous = true" broker
-mosq_version=""
-[ -x /usr/sbin/mosquitto ] && mosq_version="$(/usr/sbin/mosquitto -h 2>/dev/null | head -n1 | sed 's/^mosquitto version //') (Debian $(dpkg-query -W -f='${Version}' mosquitto 2>/dev/null))"
-add_broker mosquitto "Mosquitto" "$mosq_version" "Debian package" /usr/sbin/mosquitto \
-  "allow_anonymous true, persistence false, max_queued_messages 100000, max_keepalive 65535" mosquitto
-add_broker rumqttd "rumqttd" "$(peer_state rumqttd version)" "$(peer_state rumqttd method)" "$peers/bin/rumqttd" \
-  "v4 and v5 listeners (separate ports), segments 1 MiB x 2, max_payload_size 1 MiB, max_inflight_count 500, dynamic_filters" rumqttd
-add_broker rmqtt "RMQTT (rmqttd)" "$(peer_state rmqttd version)" "$(peer_state rmqttd method)" "$peers/bin/rmqttd" \
-  "allow_anonymous, plugins retainer (ram) + shared-subscription, no ACL / HTTP API, max_packet_size 16M, max_topic_aliases 65535, busy check off" rmqttd
-add_broker mqtt-lib "mqtt-lib (mqttv5 broker)" "$(peer_state mqttv5-cli version)" "$(peer_state mqttv5-cli method)" "$peers/bin/mqttv5" \
-  "--allow-anonymous --storage-backend memory --no-sys-topics --max-clients 100000 (not --no-persistence: that drops sessions)" mqttv5-cli
+  "$(peer_summary broker)" broker
+add_broker mosquitto "Mosquitto" "$(mosquitto_version)" "Debian package" /usr/sbin/mosquitto "$(peer_summary mosquitto)" mosquitto
+add_broker rumqttd "rumqttd" "$(peer_state rumqttd version)" "$(peer_state rumqttd method)" "$peers/bin/rumqttd" "$(peer_summary rumqttd)" rumqttd
+add_broker rmqtt "RMQTT (rmqttd)" "$(peer_state rmqttd version)" "$(peer_state rmqttd method)" "$peers/bin/rmqttd" "$(peer_summary rmqtt)" rmqttd
+add_broker mqtt-lib "mqtt-lib (mqttv5 broker)" "$(peer_state mqttv5-cli version)" "$(peer_state mqttv5-cli method)" "$peers/bin/mqttv5" "$(peer_summary mqtt-lib)" mqttv5-cli
 
 for name in "${brokers[@]}"; do
   free_port
   ports[$name]=$port
   case "$name" in
-    rumqttd) free_port; ports[rumqttd-v5]=$port ;;
+    rumqttd) ports[rumqttd-v4]=${ports[rumqttd]}; free_port; ports[rumqttd-v5]=$port ;;
     rmqtt) free_port; ports[rmqtt-rpc]=$port ;;
   esac
 done
@@ -407,16 +185,6 @@ v=$("$peers/bin/mqttv5" --version 2>/dev/null | head -n1) && [ -n "$v" ] && [ -n
 v=$("$peers/bin/rumqttd" --version 2>/dev/null | head -n1) && [ -n "$v" ] && [ -n "${broker_info[rumqttd]:-}" ] \
   && broker_info[rumqttd]=$(echo "${broker_info[rumqttd]}" | awk -F'\t' -v v="$v" 'BEGIN{OFS="\t"} {$2=$2" (rumqttd --version: "v")"; print}')
 
-start_of() { # start_of NAME: starts the broker NAME; sets launch_error on failure
-  launch_error=""
-  case "$1" in
-    broker) start_broker ;;
-    mosquitto) start_mosquitto ;;
-    rumqttd) start_rumqttd ;;
-    rmqtt) start_rmqtt ;;
-    mqtt-lib) start_mqttlib ;;
-  esac
-}
 alive() { [ -n "${pid_of[$1]:-}" ] && kill -0 "${pid_of[$1]}" 2>/dev/null; }
 # A broker that died: its exit status in $status, and forget its pid.
 reap() {
@@ -509,14 +277,14 @@ ensure_serving() {
     stop_pid "${pid_of[$1]}"
     unset "pid_of[$1]"
   fi
-  start_of "$1"
+  start_peer "$1"
 }
 
 echo "==> suite runs (run timeout ${run_timeout} s, case timeout ${case_timeout} s, ${jobs} jobs)"
 runs_started=$SECONDS
 for name in "${brokers[@]}"; do
   IFS=$'\t' read -r label version how config <<< "${broker_info[$name]}"
-  if ! start_of "$name"; then
+  if ! start_peer "$name"; then
     echo "    $name: $launch_error"
     record_broker "$name" "$label" "$version" failed-to-start "$launch_error" "" "$how" "$config"
     continue
