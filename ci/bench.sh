@@ -224,20 +224,10 @@ modified=""
 ours_version="$("$bin/broker" --version 2>/dev/null | head -n1 | sed 's/^broker //') (commit $commit$modified)"
 add_broker broker "broker (this repository)" "$ours_version" "$built_how" \
   "$bin/broker" "$(peer_summary broker)" broker
-add_broker mosquitto "Mosquitto" "$(mosquitto_version)" "Debian package" /usr/sbin/mosquitto "$(peer_summary mosquitto)" mosquitto
-add_broker rumqttd "rumqttd" "$(peer_state rumqttd version)" "$(peer_state rumqttd method)" "$peers/bin/rumqttd" "$(peer_summary rumqttd)" rumqttd
-add_broker rmqtt "RMQTT (rmqttd)" "$(peer_state rmqttd version)" "$(peer_state rmqttd method)" "$peers/bin/rmqttd" "$(peer_summary rmqtt)" rmqttd
-add_broker mqtt-lib "mqtt-lib (mqttv5 broker)" "$(peer_state mqttv5-cli version)" "$(peer_state mqttv5-cli method)" "$peers/bin/mqttv5" "$(peer_summary mqtt-lib)" mqttv5-cli
+add_peers
 [ ${#brokers[@]} -gt 0 ] || { echo "error: no broker to run" >&2; exit 1; }
 
-for name in "${brokers[@]}"; do
-  free_port
-  ports[$name]=$port
-  case "$name" in
-    rumqttd) ports[rumqttd-v5]=${ports[rumqttd]}; free_port; ports[rumqttd-v4]=$port ;;
-    rmqtt) free_port; ports[rmqtt-rpc]=$port ;;
-  esac
-done
+allocate_ports v5 "${brokers[@]}"
 
 # ---- scenarios ---------------------------------------------------------------------
 scenarios=()

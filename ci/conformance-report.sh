@@ -164,19 +164,9 @@ ours_version=$("$root/target/release/broker" --version 2>/dev/null | head -n1)
 add_broker broker "broker (this repository)" "${ours_version:-?} (commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- broker 2>/dev/null || echo ', broker/ modified'))" \
   "cargo build --release -p broker" "$root/target/release/broker" \
   "$(peer_summary broker)" broker
-add_broker mosquitto "Mosquitto" "$(mosquitto_version)" "Debian package" /usr/sbin/mosquitto "$(peer_summary mosquitto)" mosquitto
-add_broker rumqttd "rumqttd" "$(peer_state rumqttd version)" "$(peer_state rumqttd method)" "$peers/bin/rumqttd" "$(peer_summary rumqttd)" rumqttd
-add_broker rmqtt "RMQTT (rmqttd)" "$(peer_state rmqttd version)" "$(peer_state rmqttd method)" "$peers/bin/rmqttd" "$(peer_summary rmqtt)" rmqttd
-add_broker mqtt-lib "mqtt-lib (mqttv5 broker)" "$(peer_state mqttv5-cli version)" "$(peer_state mqttv5-cli method)" "$peers/bin/mqttv5" "$(peer_summary mqtt-lib)" mqttv5-cli
+add_peers
 
-for name in "${brokers[@]}"; do
-  free_port
-  ports[$name]=$port
-  case "$name" in
-    rumqttd) ports[rumqttd-v4]=${ports[rumqttd]}; free_port; ports[rumqttd-v5]=$port ;;
-    rmqtt) free_port; ports[rmqtt-rpc]=$port ;;
-  esac
-done
+allocate_ports v4 "${brokers[@]}"
 # Versions the binaries report themselves.
 v=$("$peers/bin/rmqttd" -V 2>/dev/null | head -n1) && [ -n "$v" ] && [ -n "${broker_info[rmqtt]:-}" ] \
   && broker_info[rmqtt]=$(echo "${broker_info[rmqtt]}" | awk -F'\t' -v v="$v" 'BEGIN{OFS="\t"} {$2=$2" (rmqttd -V: "v")"; print}')

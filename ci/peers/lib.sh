@@ -185,3 +185,29 @@ mosquitto_version() {
   [ -x /usr/sbin/mosquitto ] || return 0
   echo "$(/usr/sbin/mosquitto -h 2>/dev/null | head -n1 | sed 's/^mosquitto version //') (Debian $(dpkg-query -W -f='${Version}' mosquitto 2>/dev/null))"
 }
+
+# add_peers: calls the caller's `add_broker NAME LABEL VERSION INSTALLED-HOW
+# BINARY CONFIG-SUMMARY PACKAGE` for each of the four peers.
+add_peers() {
+  add_broker mosquitto "Mosquitto" "$(mosquitto_version)" "Debian package" /usr/sbin/mosquitto "$(peer_summary mosquitto)" mosquitto
+  add_broker rumqttd "rumqttd" "$(peer_state rumqttd version)" "$(peer_state rumqttd method)" "$peers/bin/rumqttd" "$(peer_summary rumqttd)" rumqttd
+  add_broker rmqtt "RMQTT (rmqttd)" "$(peer_state rmqttd version)" "$(peer_state rmqttd method)" "$peers/bin/rmqttd" "$(peer_summary rmqtt)" rmqttd
+  add_broker mqtt-lib "mqtt-lib (mqttv5 broker)" "$(peer_state mqttv5-cli version)" "$(peer_state mqttv5-cli method)" "$peers/bin/mqttv5" "$(peer_summary mqtt-lib)" mqttv5-cli
+}
+
+# allocate_ports RUMQTTD-LISTENER NAME...: a free port for each broker, and
+# rumqttd's second listener and RMQTT's RPC port; ports[rumqttd] is rumqttd's
+# v4 or v5 listener, as RUMQTTD-LISTENER says.
+allocate_ports() {
+  local main=$1 other name
+  shift
+  [ "$main" = v4 ] && other=v5 || other=v4
+  for name in "$@"; do
+    free_port
+    ports[$name]=$port
+    case "$name" in
+      rumqttd) ports[rumqttd-$main]=$port; free_port; ports[rumqttd-$other]=$port ;;
+      rmqtt) free_port; ports[rmqtt-rpc]=$port ;;
+    esac
+  done
+}
