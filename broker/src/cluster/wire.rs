@@ -8,6 +8,8 @@
 //! the broker would send it to a client. Decoding never panics and never
 //! allocates more than the frame it was given.
 
+use std::sync::Arc;
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 use mqtt_codec::{Decoder, Packet, ProtocolVersion, Publish};
@@ -147,8 +149,10 @@ pub struct Forward {
     pub publish: Publish,
     /// Every node the publishing node sent this message to. A node that
     /// redirects the message to a session that moved away uses it to tell
-    /// whether the session's new node got the message directly.
-    pub destinations: Vec<NodeName>,
+    /// whether the session's new node got the message directly. Shared: the
+    /// forwards of one message to several nodes, and a publishing node's
+    /// successive messages to the same nodes, hold one list.
+    pub destinations: Arc<[NodeName]>,
     /// Set when the sender is not the publishing node but the node a
     /// session moved away from, passing on a forward that reached it after
     /// the move (ALGORITHM.md, "Sessions across nodes").
@@ -217,7 +221,7 @@ pub fn encode(message: &PeerMessage, out: &mut BytesMut) -> Result<(), String> {
                 put_str(out, filter);
             }
             out.put_u32(len32(f.destinations.len())?);
-            for node in &f.destinations {
+            for node in f.destinations.iter() {
                 put_str(out, node);
             }
             match &f.redirect {
@@ -374,10 +378,7 @@ fn decode_message(f: &mut Bytes) -> Result<PeerMessage, String> {
             if n > f.remaining() / 4 {
                 return Err(format!("{n} destinations announced in {} bytes", f.remaining()));
             }
-            let mut destinations = Vec::with_capacity(n);
-            for _ in 0..n {
-                destinations.push(get_str(f)?);
-            }
+            let destinations = get_names(f, n)?;
             let redirect = match get_u8(f)? {
                 0 => None,
                 1 => Some(Box::new(get_redirect(f)?)),
@@ -682,6 +683,23 @@ fn get_epoch(f: &mut Bytes) -> Result<Epoch, String> {
     Ok(Epoch { incarnation: get_u64(f)?, generation: get_u64(f)? })
 }
 
+/// `n` strings into one allocation: checked first, so that the collecting
+/// iterator cannot fail and its exact length sizes the `Arc` at once.
+fn get_names(f: &mut Bytes, n: usize) -> Result<Arc<[NodeName]>, String> {
+    let mut check = &f[..];
+    for _ in 0..n {
+        if check.len() < 4 {
+            return Err(format!("message cut short: 4 bytes needed, {} left", check.len()));
+        }
+        let len = u32::from_be_bytes([check[0], check[1], check[2], check[3]]) as usize;
+        check = &check[4..];
+        let name = check.get(..len).ok_or_else(|| format!("message cut short: {len} bytes needed"))?;
+        std::str::from_utf8(name).map_err(|_| "a string is not UTF-8".to_string())?;
+        check = &check[len..];
+    }
+    Ok((0..n).map(|_| get_str(f).unwrap_or_default()).collect())
+}
+
 fn get_str(f: &mut Bytes) -> Result<ByteString, String> {
     let n = get_u32(f)? as usize;
     need(f, n)?;
@@ -716,7 +734,7 @@ mod tests {
                     ..PublishProperties::default()
                 },
             },
-            destinations: vec!["n2".into(), "n3".into()],
+            destinations: Arc::from(["n2".into(), "n3".into()]),
             redirect: Some(Box::new(Redirect {
                 client: "c".into(),
                 origin: "n1".into(),

@@ -91,6 +91,9 @@ pub struct ClusterCore {
     forward_timeout_ms: Millis,
     next_forward_id: u64,
     outgoing: Vec<(NodeName, Box<Forward>)>,
+    /// The destinations of the last message forwarded to other nodes: the
+    /// next one to the same nodes shares the list instead of allocating one.
+    last_destinations: Arc<[NodeName]>,
     held: AHashMap<u64, HeldAck>,
     /// Per shared group (group, filter): the round-robin turn over its nodes,
     /// and the node a sticky group keeps while it has members.
@@ -137,6 +140,7 @@ impl Broker {
             forward_timeout_ms,
             next_forward_id: 1,
             outgoing: Vec::new(),
+            last_destinations: Arc::default(),
             held: AHashMap::new(),
             group_turns: AHashMap::new(),
             sticky_nodes: AHashMap::new(),
@@ -369,7 +373,10 @@ impl Broker {
         cluster.next_forward_id += 1;
         let ack = cluster.mode == ForwardMode::Sync && message.qos != QoS::AtMostOnce;
         let publish = publish_of(message);
-        let destinations: Vec<NodeName> = targets.iter().map(|(node, _)| node.clone()).collect();
+        if !targets.iter().map(|(node, _)| node).eq(cluster.last_destinations.iter()) {
+            cluster.last_destinations = targets.iter().map(|(node, _)| node.clone()).collect();
+        }
+        let destinations = &cluster.last_destinations;
         let mut nodes = Vec::with_capacity(targets.len());
         for (node, groups) in targets {
             let forward = Forward {
@@ -380,7 +387,7 @@ impl Broker {
                 groups,
                 direct: true,
                 publish: publish.clone(),
-                destinations: destinations.clone(),
+                destinations: Arc::clone(destinations),
                 redirect: None,
             };
             cluster.counters.forwarded += 1;
@@ -413,7 +420,7 @@ impl Broker {
             groups: vec![(key.group.clone(), key.filter.clone())],
             direct: false,
             publish: publish_of(message),
-            destinations: Vec::new(),
+            destinations: Arc::default(),
             redirect: None,
         };
         cluster.counters.forwarded += 1;
@@ -491,7 +498,13 @@ impl Broker {
     pub fn handle_forward(&mut self, origin: &NodeName, incarnation: u64, forward: Forward, now: Millis) {
         if let Some(cluster) = self.cluster.as_mut() {
             cluster.counters.forwards_received += 1;
-            cluster.handled.insert(origin.clone(), (incarnation, forward.id));
+            // Updated in place: the origin's name is cloned only for its first forward.
+            match cluster.handled.get_mut(origin) {
+                Some(handled) => *handled = (incarnation, forward.id),
+                None => {
+                    cluster.handled.insert(origin.clone(), (incarnation, forward.id));
+                }
+            }
         }
         if crate::buggify::fires(crate::buggify::Bug::DropForward) {
             return; // sim-bugs: acknowledged by the link, delivered to no one
@@ -637,7 +650,7 @@ impl ClusterCore {
     pub(super) fn pass_on(
         &mut self,
         to: NodeName,
-        destinations: &[NodeName],
+        destinations: &Arc<[NodeName]>,
         message: &Message,
         redirect: Redirect,
         now: Millis,
@@ -652,7 +665,7 @@ impl ClusterCore {
             groups: Vec::new(),
             direct: true,
             publish: publish_of(message),
-            destinations: destinations.to_vec(),
+            destinations: Arc::clone(destinations),
             redirect: Some(Box::new(redirect)),
         };
         self.counters.redirects_sent += 1;

@@ -101,7 +101,7 @@ const EARLY_PER_CLIENT_MAX: usize = 1024;
 
 #[derive(Debug)]
 struct Early {
-    destinations: Vec<NodeName>,
+    destinations: Arc<[NodeName]>,
     redirect: Redirect,
     message: Arc<Message>,
     until: Millis,
@@ -161,7 +161,7 @@ impl MovedSessions {
         }
     }
 
-    fn stash(&mut self, destinations: &[NodeName], redirect: Redirect, message: &Arc<Message>, now: Millis) {
+    fn stash(&mut self, destinations: &Arc<[NodeName]>, redirect: Redirect, message: &Arc<Message>, now: Millis) {
         if self.early.len() >= self.purge_at.max(64) {
             self.early.retain(|_, waiting| {
                 waiting.retain(|e| e.until > now);
@@ -171,7 +171,12 @@ impl MovedSessions {
         let waiting = self.early.entry(redirect.client.clone()).or_default();
         if waiting.len() < EARLY_PER_CLIENT_MAX {
             let until = now + self.window_ms;
-            waiting.push(Early { destinations: destinations.to_vec(), redirect, message: Arc::clone(message), until });
+            waiting.push(Early {
+                destinations: Arc::clone(destinations),
+                redirect,
+                message: Arc::clone(message),
+                until,
+            });
         }
     }
 
@@ -244,7 +249,7 @@ impl Broker {
         origin: &NodeName,
         incarnation: u64,
         id: u64,
-        destinations: &[NodeName],
+        destinations: &Arc<[NodeName]>,
         message: &Arc<Message>,
         now: Millis,
     ) {
@@ -287,7 +292,7 @@ impl Broker {
                 origin_incarnation: 0,
                 origin_id: cluster.next_forward_id(),
             };
-            cluster.pass_on(winner.clone(), &[], &delivery.message, redirect, now);
+            cluster.pass_on(winner.clone(), &Arc::default(), &delivery.message, redirect, now);
         }
     }
 
@@ -303,7 +308,7 @@ impl Broker {
     /// publishing node had sent it to `destinations`.
     pub(super) fn handle_redirect(
         &mut self,
-        destinations: &[NodeName],
+        destinations: &Arc<[NodeName]>,
         redirect: Redirect,
         message: &Arc<Message>,
         now: Millis,
