@@ -20,21 +20,24 @@ use std::ops::{Deref, DerefMut};
 
 use crate::seam;
 
-/// The hasher builder: ahash with the process's keys.
-#[derive(Clone)]
-pub struct HashState(ahash::RandomState);
+/// The hasher builder: ahash with the process's keys. Zero-sized: the keys
+/// are the process's, held once, so a map carries none of its own (a
+/// session holds several maps, and a node a million sessions).
+#[derive(Clone, Copy, Default)]
+pub struct HashState;
 
 impl HashState {
     pub fn new() -> Self {
-        let [a, b, c, d] = seam::hash_keys();
-        Self(ahash::RandomState::with_seeds(a, b, c, d))
+        Self
     }
 }
 
-impl Default for HashState {
-    fn default() -> Self {
-        Self::new()
-    }
+fn process_state() -> &'static ahash::RandomState {
+    static STATE: std::sync::OnceLock<ahash::RandomState> = std::sync::OnceLock::new();
+    STATE.get_or_init(|| {
+        let [a, b, c, d] = seam::hash_keys();
+        ahash::RandomState::with_seeds(a, b, c, d)
+    })
 }
 
 impl fmt::Debug for HashState {
@@ -47,7 +50,7 @@ impl BuildHasher for HashState {
     type Hasher = ahash::AHasher;
 
     fn build_hasher(&self) -> ahash::AHasher {
-        self.0.build_hasher()
+        process_state().build_hasher()
     }
 }
 

@@ -193,12 +193,12 @@ impl Broker {
             .sessions
             .values()
             .filter_map(|s| {
-                let (will, delay_secs) = s.will.clone()?;
+                let w = s.will.as_deref()?;
                 Some(WillEvent::Guard {
                     client: s.client_id.clone(),
                     who: Arc::clone(&s.client),
-                    will: Box::new(will),
-                    delay_secs,
+                    will: Box::new(w.will.clone()),
+                    delay_secs: w.delay_secs,
                     expiry_secs: s.expiry_secs,
                 })
             })

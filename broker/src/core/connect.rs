@@ -10,8 +10,8 @@ use rand::Rng;
 use super::cluster::WillEvent;
 use super::message::Message;
 use super::router::ClientId;
-use super::session::{SESSION_NEVER_EXPIRES, Session};
-use super::{Broker, Closure, ConnId, Connection, Outbox, Timer, Waker};
+use super::session::{SESSION_NEVER_EXPIRES, Session, SessionWill};
+use super::{Broker, Closure, ConnAuth, ConnId, Connection, Outbox, Timer, Waker};
 use crate::auth::AuthStep;
 use crate::authz::ClientInfo;
 use crate::seam::Millis;
@@ -180,9 +180,10 @@ impl Broker {
             alias_out: Default::default(),
             alias_in: Default::default(),
             connect_expiry_zero: requested_expiry == 0,
-            auth_method: auth_method.clone(),
-            auth_user: connect.username.as_deref().map(ByteString::from),
-            reauth: None,
+            auth: auth_method.clone().map(|method| {
+                let user = connect.username.as_deref().map(ByteString::from);
+                Box::new(ConnAuth { method, user, reauth: None })
+            }),
         };
         self.connections.insert(conn, Box::new(connection));
 
@@ -198,15 +199,15 @@ impl Broker {
         // A will still waiting out its delay is dropped: the session is back ([MQTT-3.1.3-9] 5.0 3.1.3.2.2).
         let had_will = session.will.is_some();
         session.will = connect.will.map(|w| {
-            let delay = w.properties.will_delay_interval.unwrap_or(0);
-            (compact_will(w), delay)
+            let delay_secs = w.properties.will_delay_interval.unwrap_or(0);
+            Box::new(SessionWill { will: compact_will(w), delay_secs })
         });
         let guard = match &session.will {
-            Some((will, delay)) => Some(WillEvent::Guard {
+            Some(w) => Some(WillEvent::Guard {
                 client: client_id.clone(),
                 who: Arc::clone(&session.client),
-                will: Box::new(will.clone()),
-                delay_secs: *delay,
+                will: Box::new(w.will.clone()),
+                delay_secs: w.delay_secs,
                 expiry_secs: expiry,
             }),
             None => had_will.then(|| WillEvent::Release { client: client_id.clone() }),
@@ -284,17 +285,18 @@ impl Broker {
     /// re-authenticate, ends the connection with DISCONNECT ([MQTT-4.12.1-2]).
     pub(super) fn handle_auth(&mut self, conn: ConnId, auth: mqtt_codec::Auth, now: Millis) {
         let Some(connection) = self.connections.get_mut(&conn) else { return };
-        let Some(method) = connection.auth_method.clone() else {
+        let Some(state) = connection.auth.as_mut() else {
             let why = "[MQTT-4.12.0-7] AUTH without an Authentication Method in CONNECT";
             return self.protocol_error(conn, ReasonCode::PROTOCOL_ERROR, why, now);
         };
+        let method = state.method.clone();
         if auth.properties.authentication_method.as_ref() != Some(&method) {
             let why = "[MQTT-4.12.1-1] AUTH with another Authentication Method than CONNECT's";
             return self.protocol_error(conn, ReasonCode::PROTOCOL_ERROR, why, now);
         }
-        let exchange = match (auth.reason_code, connection.reauth.take()) {
+        let exchange = match (auth.reason_code, state.reauth.take()) {
             (ReasonCode::RE_AUTHENTICATE, None) => {
-                let user = connection.auth_user.as_deref();
+                let user = state.user.as_deref();
                 match self.reauthenticator.as_ref().and_then(|r| r.start(&method, user)) {
                     Some(exchange) => exchange,
                     None => {
@@ -319,9 +321,9 @@ impl Broker {
             }
         };
         if reason == ReasonCode::CONTINUE_AUTHENTICATION
-            && let Some(connection) = self.connections.get_mut(&conn)
+            && let Some(state) = self.connections.get_mut(&conn).and_then(|c| c.auth.as_mut())
         {
-            connection.reauth = Some(exchange);
+            state.reauth = Some(exchange);
         }
         let properties = mqtt_codec::AuthProperties {
             authentication_method: Some(method),
@@ -377,14 +379,15 @@ impl Broker {
         let shared = session.take_shared_deliveries(false);
         self.redeliver_shared(&client, shared, now);
 
-        if let Some((will, delay)) = will.filter(|_| publish_will) {
+        if let Some(mut will) = will.filter(|_| publish_will) {
             // The will waits for the shorter of its delay and the session ([MQTT-3.1.3-9] 5.0).
-            let delay = delay.min(expiry);
+            let delay = will.delay_secs.min(expiry);
             let delay = if crate::buggify::fires(crate::buggify::Bug::WillOnTakeover) { 0 } else { delay }; // sim-bugs
             if delay == 0 {
-                self.publish_will(&who, &will, now);
+                self.publish_will(&who, &will.will, now);
             } else if let Some(session) = self.sessions.get_mut(&client) {
-                session.will = Some((will, delay));
+                will.delay_secs = delay;
+                session.will = Some(will);
                 self.arm(now + u64::from(delay) * 1000, Timer::Will { client: client.clone(), epoch });
             }
         }
@@ -403,9 +406,9 @@ impl Broker {
         if session.epoch != epoch || session.connection.is_some() {
             return;
         }
-        if let Some((will, _)) = session.will.take() {
+        if let Some(will) = session.will.take() {
             let who = Arc::clone(&session.client);
-            self.publish_will(&who, &will, now);
+            self.publish_will(&who, &will.will, now);
             self.will_event(WillEvent::Release { client: client.clone() });
         }
     }
@@ -428,8 +431,8 @@ impl Broker {
         }
         let shared = session.take_shared_deliveries(true);
         self.redeliver_shared(client, shared, now);
-        if let Some((will, _)) = session.will.take() {
-            self.publish_will(&session.client, &will, now);
+        if let Some(will) = session.will.take() {
+            self.publish_will(&session.client, &will.will, now);
             self.will_event(WillEvent::Release { client: client.clone() });
         }
     }

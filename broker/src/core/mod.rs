@@ -39,7 +39,7 @@ use self::message::Message;
 use self::router::{ClientId, Router};
 use self::session::Session;
 use self::trie::TopicTrie;
-use crate::authz::{AllowAll, Authorizer};
+use crate::authz::{AllowAll, Authorizer, ClientInfo};
 use crate::config::MqttConfig;
 use crate::seam::Millis;
 
@@ -108,16 +108,57 @@ struct Connection {
     max_packet_size: u32,
     /// Topic aliases the broker may use towards the client.
     alias_max_out: u16,
-    alias_out: AHashMap<bytestring::ByteString, u16>,
-    alias_in: AHashMap<u16, bytestring::ByteString>,
+    alias_out: LazyMap<bytestring::ByteString, u16>,
+    alias_in: LazyMap<u16, bytestring::ByteString>,
     /// CONNECT asked for session expiry 0 ([MQTT-3.14.2-2]).
     connect_expiry_zero: bool,
-    /// The Authentication Method the shell authenticated the CONNECT with (MQTT 5 enhanced authentication).
-    auth_method: Option<bytestring::ByteString>,
+    /// Set when the CONNECT used MQTT 5 enhanced authentication; boxed, as
+    /// most connections do not.
+    auth: Option<Box<ConnAuth>>,
+}
+
+/// A connection's enhanced authentication.
+struct ConnAuth {
+    /// The Authentication Method the shell authenticated the CONNECT with.
+    method: bytestring::ByteString,
     /// The user name the connection authenticated as: re-authentication must prove the same one.
-    auth_user: Option<bytestring::ByteString>,
+    user: Option<bytestring::ByteString>,
     /// A re-authentication in progress (AUTH 0x19 answered with AUTH 0x18).
     reauth: Option<Box<dyn crate::auth::AuthExchange>>,
+}
+
+/// A map made at its first insert: most connections never use topic
+/// aliases, and even an empty map costs its table header and hasher keys.
+struct LazyMap<K, V>(Option<Box<AHashMap<K, V>>>);
+
+impl<K, V> Default for LazyMap<K, V> {
+    fn default() -> Self {
+        Self(None)
+    }
+}
+
+impl<K: std::hash::Hash + Eq, V> LazyMap<K, V> {
+    fn get<Q: std::hash::Hash + Eq + ?Sized>(&self, key: &Q) -> Option<&V>
+    where
+        K: std::borrow::Borrow<Q>,
+    {
+        self.0.as_ref()?.get(key)
+    }
+
+    fn insert(&mut self, key: K, value: V) -> Option<V> {
+        self.0.get_or_insert_with(|| Box::new(AHashMap::new())).insert(key, value)
+    }
+
+    fn remove<Q: std::hash::Hash + Eq + ?Sized>(&mut self, key: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+    {
+        self.0.as_mut()?.remove(key)
+    }
+
+    fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |map| map.len())
+    }
 }
 
 impl std::fmt::Debug for Connection {
@@ -264,6 +305,27 @@ impl Broker {
         self.connections.remove(&conn);
     }
 
+    /// Who each connection the broker has not decided to close is: for the
+    /// shell's bans, which match on client id, user name and address.
+    pub fn live_clients(&self) -> impl Iterator<Item = (ConnId, &ClientInfo)> {
+        self.connections.iter().filter(|(_, c)| c.closing.is_none()).filter_map(|(&conn, c)| {
+            let session = self.sessions.get(&c.client_id)?;
+            (session.connection == Some(conn)).then_some((conn, &*session.client))
+        })
+    }
+
+    /// Who the client of connection `conn` is, while the broker has not decided to close it.
+    pub fn live_client(&self, conn: ConnId) -> Option<Arc<ClientInfo>> {
+        let connection = self.connections.get(&conn).filter(|c| c.closing.is_none())?;
+        let session = self.sessions.get(&connection.client_id)?;
+        (session.connection == Some(conn)).then(|| Arc::clone(&session.client))
+    }
+
+    /// The client id of connection `conn`, until the connection is lost.
+    pub fn client_of(&self, conn: ConnId) -> Option<ClientId> {
+        self.connections.get(&conn).map(|c| c.client_id.clone())
+    }
+
     /// Why the broker decided to close this connection, if it did.
     pub fn closure(&self, conn: ConnId) -> Option<Closure> {
         self.connections.get(&conn).and_then(|c| c.closing)
@@ -391,5 +453,17 @@ impl Broker {
     fn arm(&mut self, at: Millis, timer: Timer) {
         self.timer_seq += 1;
         self.timers.insert((at, self.timer_seq), timer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Each live connection has one, boxed, for its life: topic aliases and
+    /// enhanced authentication, which most connections never use, stay out
+    /// of it until used.
+    #[test]
+    fn a_connection_stays_within_176_bytes() {
+        let size = std::mem::size_of::<super::Connection>();
+        assert!(size <= 176, "Connection is {size} bytes");
     }
 }

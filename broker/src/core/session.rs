@@ -64,9 +64,10 @@ pub struct Session {
     /// Deliveries waiting for the in-flight window, the connection's outbox or a connection.
     pub queue: VecDeque<Delivery>,
     /// Incoming QoS 2 packet identifiers that were PUBREC'd and await PUBREL.
-    pub awaiting_rel: AHashSet<u16>,
-    /// The will of the current (or last) connection and its delay in seconds.
-    pub will: Option<(Will, u32)>,
+    pub awaiting_rel: AwaitingRel,
+    /// The will of the current (or last) connection. Boxed: most sessions
+    /// have none, and every session's size counts at a million connections.
+    pub will: Option<Box<SessionWill>>,
     /// Changes whenever a connection attaches or detaches, so that timers
     /// armed for an earlier state are recognised as stale.
     pub epoch: u64,
@@ -74,6 +75,61 @@ pub struct Session {
     /// missed there (see `super::redirect`).
     pub import_mark: Option<Box<super::redirect::ImportMark>>,
     next_packet_id: u16,
+}
+
+/// A will a session holds, with the delay before it is published.
+#[derive(Debug, Clone)]
+pub struct SessionWill {
+    pub will: Will,
+    pub delay_secs: u32,
+}
+
+/// Incoming QoS 2 packet identifiers awaiting PUBREL: a set made at its
+/// first insert, as most sessions never receive QoS 2 and even an empty hash
+/// set costs its table header and hasher keys in every session.
+#[derive(Debug, Default)]
+pub struct AwaitingRel(Option<Box<AHashSet<u16>>>);
+
+impl AwaitingRel {
+    pub fn contains(&self, id: &u16) -> bool {
+        self.0.as_ref().is_some_and(|set| set.contains(id))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |set| set.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// False if `id` was already there.
+    pub fn insert(&mut self, id: u16) -> bool {
+        self.0.get_or_insert_with(Default::default).insert(id)
+    }
+
+    /// False if `id` was not there.
+    pub fn remove(&mut self, id: &u16) -> bool {
+        self.0.as_mut().is_some_and(|set| set.remove(id))
+    }
+}
+
+impl IntoIterator for AwaitingRel {
+    type Item = u16;
+    type IntoIter = std::iter::Flatten<std::option::IntoIter<AHashSet<u16>>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.map(|set| *set).into_iter().flatten()
+    }
+}
+
+impl Extend<u16> for AwaitingRel {
+    fn extend<I: IntoIterator<Item = u16>>(&mut self, ids: I) {
+        let mut ids = ids.into_iter().peekable();
+        if ids.peek().is_some() {
+            self.0.get_or_insert_with(Default::default).extend(ids);
+        }
+    }
 }
 
 impl Session {
@@ -86,7 +142,7 @@ impl Session {
             connection: None,
             inflight: VecDeque::new(),
             queue: VecDeque::new(),
-            awaiting_rel: AHashSet::new(),
+            awaiting_rel: AwaitingRel::default(),
             will: None,
             epoch: 0,
             import_mark: None,
@@ -193,6 +249,30 @@ mod tests {
         assert_eq!(session.enqueue(delivery(QoS::AtLeastOnce), 2), Overflow::DroppedNew);
         assert_eq!(session.enqueue(delivery(QoS::AtMostOnce), 2), Overflow::DroppedNew);
         assert!(session.queue.iter().all(|d| d.qos == QoS::AtLeastOnce));
+    }
+
+    /// Every session has one, boxed, for its life, connected or not.
+    #[test]
+    fn a_session_stays_within_224_bytes() {
+        let size = std::mem::size_of::<Session>();
+        assert!(size <= 224, "Session is {size} bytes");
+    }
+
+    #[test]
+    fn awaiting_rel_allocates_at_its_first_id_and_behaves_as_a_set() {
+        let mut ids = AwaitingRel::default();
+        assert!(ids.0.is_none() && ids.is_empty() && !ids.contains(&7));
+        assert!(!ids.remove(&7));
+        ids.extend(std::iter::empty());
+        assert!(ids.0.is_none(), "nothing to hold, nothing allocated");
+        assert!(ids.insert(7));
+        assert!(!ids.insert(7));
+        ids.extend([8, 9]);
+        assert_eq!((ids.len(), ids.contains(&8)), (3, true));
+        assert!(ids.remove(&7) && !ids.contains(&7));
+        let mut left: Vec<u16> = ids.into_iter().collect();
+        left.sort_unstable();
+        assert_eq!(left, [8, 9]);
     }
 
     #[test]

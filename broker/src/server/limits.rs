@@ -34,8 +34,6 @@ pub(crate) struct Limits {
     listeners: Mutex<AHashMap<String, Throttle>>,
     per_ip: Mutex<IpTable>,
     bans: Mutex<Bans>,
-    /// Live clients, so that a new ban can close the ones it matches.
-    live: Mutex<AHashMap<ConnId, LiveClient>>,
     counters: LimitCounters,
     /// The listeners whose current run of `max_connections` refusals was logged.
     max_connections_logged: RunLog,
@@ -59,12 +57,6 @@ struct IpTable {
     /// No sweep for idle entries before this reading: a full table of busy
     /// addresses would otherwise be scanned at every accept.
     next_sweep: Millis,
-}
-
-struct LiveClient {
-    client_id: String,
-    username: Option<String>,
-    ip: IpAddr,
 }
 
 /// Every limit hit, counted.
@@ -119,7 +111,6 @@ impl Limits {
             listeners: Mutex::new(AHashMap::new()),
             per_ip: Mutex::new(IpTable { buckets: AHashMap::new(), next_sweep: 0 }),
             bans: Mutex::new(bans),
-            live: Mutex::new(AHashMap::new()),
             counters: LimitCounters::default(),
             max_connections_logged: RunLog::default(),
         })
@@ -234,14 +225,16 @@ impl Limits {
         }
     }
 
-    /// The message and byte rates of one client's reads.
-    pub(crate) fn client_rate(&self, now: Millis) -> ClientRate {
+    /// A new client's message and byte buckets; `None` when neither rate is
+    /// limited, so that a connection carries nothing for limits that are off.
+    pub(crate) fn client_rate(&self, now: Millis) -> Option<Box<ClientRate>> {
         let c = &self.config;
-        ClientRate {
+        let rate = ClientRate {
             messages: Bucket::new(c.max_messages_per_sec, 0, now),
             bytes: Bucket::new(c.max_bytes_per_sec, 0, now),
             paused: false,
-        }
+        };
+        (rate.messages.is_some() || rate.bytes.is_some()).then(|| Box::new(rate))
     }
 
     /// Counts a pause of `conn`'s reads; the first of a client is logged.
@@ -371,34 +364,19 @@ impl ClientRate {
     }
 }
 
-/// Records a live client so that a later ban can close it; the guard
-/// forgets it. A ban added between the CONNECT's check and this closes it here.
-pub(crate) fn register<'a>(
-    shared: &'a Shared,
-    conn: ConnId,
-    client_id: &str,
-    username: Option<&str>,
-    peer: SocketAddr,
-) -> Registration<'a> {
-    let client = LiveClient { client_id: client_id.to_owned(), username: username.map(str::to_owned), ip: peer.ip() };
-    shared.limits.live.lock().insert(conn, client);
+/// Closes a client the core has just accepted if a ban added since its
+/// CONNECT was checked matches it. A ban added later finds the client among
+/// the core's connections (`Server::ban`): the ban is stored before that
+/// scan, and the client is in the core before this check, so one of the two
+/// sees the other.
+pub(crate) fn check_live_ban(shared: &Shared, conn: ConnId) {
+    let Some(client) = shared.broker.lock().live_client(conn) else { return };
+    let Some(ip) = client.peer else { return };
     let wall_ms = wall_now(shared);
-    let banned = shared.limits.bans.lock().matching(client_id, username, peer.ip(), wall_ms).is_some();
+    let banned =
+        shared.limits.bans.lock().matching(&client.client_id, client.username.as_deref(), ip, wall_ms).is_some();
     if banned {
         kick(shared, &[conn]);
-    }
-    Registration { limits: &shared.limits, conn }
-}
-
-/// Forgets a live client when its connection task ends.
-pub(crate) struct Registration<'a> {
-    limits: &'a Limits,
-    conn: ConnId,
-}
-
-impl Drop for Registration<'_> {
-    fn drop(&mut self) {
-        self.limits.live.lock().remove(&self.conn);
     }
 }
 
@@ -447,11 +425,12 @@ impl Server {
             bans.add(ban)?
         };
         let matched: Vec<ConnId> = {
-            let live = shared.limits.live.lock();
+            let broker = shared.broker.lock();
             let matches = ban.matcher();
-            live.iter()
-                .filter(|(_, c)| matches(&c.client_id, c.username.as_deref(), c.ip))
-                .map(|(conn, _)| *conn)
+            broker
+                .live_clients()
+                .filter(|(_, c)| c.peer.is_some_and(|ip| matches(&c.client_id, c.username.as_deref(), ip)))
+                .map(|(conn, _)| conn)
                 .collect()
         };
         tracing::info!(kind = %ban.kind, value = %ban.value, until_ms = ?ban.until_ms, closed = matched.len(), "ban added");

@@ -7,6 +7,7 @@
 //! from accept on, handshakes included, so that a flood of half-open TLS
 //! sockets cannot take more than the listener's share.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -217,28 +218,88 @@ async fn accept_loop(shared: Arc<Shared>, ctx: Arc<ListenerCtx>, mut listener: B
         };
         // Dropping the socket of a full listener closes it.
         let Some(slot) = ctx.admit(&shared, accepted.peer) else { continue };
+        // Boxed apart from the task: a TLS or WebSocket handshake's state is
+        // large and lasts a moment, and the task's own future, allocated whole
+        // for the connection's life, should not be as large as it.
+        let upgrading = Box::pin(upgrade_stream(Arc::clone(&shared), Arc::clone(&upgrade), accepted, slot));
         let task_shared = Arc::clone(&shared);
-        let upgrade = Arc::clone(&upgrade);
         shared.runtime.spawn(async move {
-            let peer = accepted.peer;
-            let timeout = slot.listener().connect_timeout;
-            match tokio::time::timeout(timeout, upgrade.apply(accepted)).await {
-                Ok(Ok((accepted, _))) if slot.listener().is_trusted_proxy(peer)
-                    && !task_shared.limits.admit_address(accepted.peer.ip(), task_shared.now()) =>
-                {
-                    tracing::debug!(listener = %slot.listener().id, proxy = %peer, client = %accepted.peer, "connection closed: forwarded address over max_conn_rate_per_ip");
-                }
-                Ok(Ok((accepted, cert))) => serve_accepted(task_shared, slot, accepted, cert).await,
-                Ok(Err(error)) => tracing::info!(listener = %slot.listener().id, %peer, %error, "connection closed"),
-                Err(_) => tracing::info!(listener = %slot.listener().id, %peer, "handshake timed out"),
-            }
+            // `let else`, not `if let`: the scrutinee would stay in the future while the connection lives.
+            let Some((slot, accepted, cert)) = upgrading.await else { return };
+            serve_accepted(task_shared, slot, accepted, cert).await;
         });
     }
 }
 
-/// Serves one accepted stream after its handshake, holding `slot` until it closes.
-pub(super) async fn serve_accepted(shared: Arc<Shared>, slot: Slot, accepted: Accepted, cert: Option<PeerCert>) {
-    let ctx = slot.listener();
+/// The listener's handshake (TLS, WebSocket) under its deadline, and the
+/// forwarded address's rate check; `None` (logged) when the stream goes no further.
+async fn upgrade_stream(
+    shared: Arc<Shared>,
+    upgrade: Arc<Upgrade>,
+    accepted: Accepted,
+    slot: Slot,
+) -> Option<(Slot, Accepted, Option<PeerCert>)> {
+    let peer = accepted.peer;
+    let timeout = slot.listener().connect_timeout;
+    match tokio::time::timeout(timeout, upgrade.apply(accepted)).await {
+        Ok(Ok((accepted, _)))
+            if slot.listener().is_trusted_proxy(peer)
+                && !shared.limits.admit_address(accepted.peer.ip(), shared.now()) =>
+        {
+            tracing::debug!(listener = %slot.listener().id, proxy = %peer, client = %accepted.peer, "connection closed: forwarded address over max_conn_rate_per_ip");
+            None
+        }
+        Ok(Ok((accepted, cert))) => Some((slot, accepted, cert)),
+        Ok(Err(error)) => {
+            tracing::info!(listener = %slot.listener().id, %peer, %error, "connection closed");
+            None
+        }
+        Err(_) => {
+            tracing::info!(listener = %slot.listener().id, %peer, "handshake timed out");
+            None
+        }
+    }
+}
+
+/// Serves one accepted stream after its handshake, holding `slot` until it
+/// closes. Not an `async fn`: its arguments would stay in the future for the
+/// connection's life; the future made here holds only what the connection
+/// needs once it is open.
+pub(super) fn serve_accepted(
+    shared: Arc<Shared>,
+    slot: Slot,
+    accepted: Accepted,
+    cert: Option<PeerCert>,
+) -> impl Future<Output = ()> + Send + 'static {
+    let opening = admit_names(slot.listener(), accepted.peer, cert).map(|(admission, transport)| {
+        shared.live_connections.fetch_add(1, Ordering::AcqRel);
+        let conn = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
+        let opening = connection::open(Arc::clone(&shared), conn, accepted, transport, admission);
+        (conn, opening, Counted { shared, _slot: slot })
+    });
+    async move {
+        let Some((conn, opening, counted)) = opening else { return };
+        let Some(mut live) = opening.await else { return };
+        live.run(&counted.shared, conn).await;
+    }
+}
+
+/// A connection's place in the node's live connections and in its
+/// listener's (`Slot`), given back when its task ends, however it ends.
+struct Counted {
+    shared: Arc<Shared>,
+    _slot: Slot,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.shared.live_connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The connection's `Admission` and `TransportInfo`, with the client
+/// certificate's names the listener asks for; `None` (logged) when it lacks one.
+fn admit_names(ctx: &ListenerCtx, peer: SocketAddr, cert: Option<PeerCert>) -> Option<(Admission, TransportInfo)> {
     let pick = |field: PeerCertField| -> Result<Option<ByteString>, PeerCertField> {
         if field == PeerCertField::Disabled {
             return Ok(None);
@@ -250,16 +311,21 @@ pub(super) async fn serve_accepted(shared: Arc<Shared>, slot: Slot, accepted: Ac
         (Ok(username), Ok(client_id)) => (username, client_id),
         (Err(field), _) | (_, Err(field)) => {
             // Serving it under its own names would let a client choose what the certificate should decide.
-            return tracing::warn!(listener = %ctx.id, peer = %accepted.peer, field = field.as_str(),
+            tracing::warn!(listener = %ctx.id, %peer, field = field.as_str(),
                 "connection closed: the client certificate lacks the field that names the client");
+            return None;
         }
     };
     let admission = Admission { connect_timeout: ctx.connect_timeout, username, client_id };
     let transport =
         TransportInfo { listener: ctx.id.clone(), certificate: cert.as_ref().map(|c| c.identity().clone()) };
-    shared.live_connections.fetch_add(1, Ordering::AcqRel);
-    let conn = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
-    connection::serve(&shared, conn, accepted, transport, admission).await;
-    shared.live_connections.fetch_sub(1, Ordering::AcqRel);
-    drop(slot);
+    Some((admission, transport))
+}
+
+#[cfg(test)]
+impl ListenerCtx {
+    /// The first listener `config` enables.
+    pub fn for_test(config: &crate::config::Config) -> Self {
+        Self::new(&config.listeners.enabled()[0])
+    }
 }

@@ -387,3 +387,27 @@ impl Waker for NotifyWaker {
         self.0.notify();
     }
 }
+
+/// A broker's shared state with no listener bound and no task started, for
+/// tests of the shell's pieces.
+#[cfg(test)]
+pub(crate) fn test_shared(config: Config) -> Arc<Shared> {
+    let runtime = Runtime::tokio();
+    let authenticator = crate::auth::build(&config, &runtime).expect("the default authentication");
+    let limits = limits::Limits::new(&config.limits).expect("no bans file");
+    let broker = Broker::new(config.mqtt.clone(), seam::rng(Some(1)));
+    Arc::new(Shared {
+        broker: Mutex::new(broker),
+        limits,
+        runtime,
+        config,
+        authenticator,
+        timer_changed: Notify::new(),
+        timer_deadline: AtomicU64::new(u64::MAX),
+        next_conn_id: AtomicU64::new(1),
+        live_connections: AtomicUsize::new(0),
+        shutting_down: watch::channel(false).0,
+        cluster: None,
+        stop_requested: Notify::new(),
+    })
+}

@@ -15,6 +15,7 @@ fn by_default_nothing_is_rate_limited() {
     let l = limits(|_| {});
     assert!((0..10_000).all(|_| l.admit("tcp:default", peer("127.0.0.1"), true, 0)));
     assert_eq!(l.stats(0).tracked_ips, 0, "no table is kept for a limit that is off");
+    assert!(l.client_rate(0).is_none(), "no client buckets are kept for rates that are off");
 }
 
 #[test]
@@ -105,7 +106,7 @@ fn closures_are_counted_by_reason() {
 #[test]
 fn a_client_over_its_byte_rate_waits_for_the_debt() {
     let l = limits(|c| c.max_bytes_per_sec = 1000);
-    let mut rate = l.client_rate(0);
+    let mut rate = l.client_rate(0).expect("a rate is limited");
     rate.read(500, 0);
     assert_eq!(rate.resume_at(0), None, "within the first second's worth");
     rate.read(1500, 0);
@@ -116,7 +117,7 @@ fn a_client_over_its_byte_rate_waits_for_the_debt() {
 #[test]
 fn a_client_over_its_message_rate_waits_and_bytes_do_not_count_then() {
     let l = limits(|c| c.max_messages_per_sec = 10);
-    let mut rate = l.client_rate(0);
+    let mut rate = l.client_rate(0).expect("a rate is limited");
     rate.read(1 << 20, 0);
     rate.received(10, 0);
     assert_eq!(rate.resume_at(0), None);
