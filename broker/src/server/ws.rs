@@ -1,25 +1,17 @@
 //! The WebSocket listener: an HTTP upgrade on the configured path with the
 //! subprotocol `mqtt` (or `mqttv3.1` / `mqttv3.1.1`), then MQTT in binary
-//! frames. [`WsStream`] turns the frames back into a byte stream, so the
+//! frames. `ws_stream::WsStream` turns the frames back into a byte stream, so the
 //! connection code sees WebSocket no differently from TCP: several packets in
 //! one frame and one packet across frames both work ([MQTT-6.0.0-2]).
 
-use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
-use bytes::{Buf, Bytes};
-use futures_util::{Sink, Stream as FuturesStream};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use ws_stream::WsStream;
 
 use super::forwarded;
 use crate::config::WsOptions;
-use crate::seam::{Accepted, Stream};
+use crate::seam::Accepted;
 
 /// Subprotocols accepted, in order of preference ([MQTT-6.0.0-3]: "mqtt").
 const SUBPROTOCOLS: [&str; 3] = ["mqtt", "mqttv3.1.1", "mqttv3.1"];
@@ -61,7 +53,7 @@ pub(super) async fn upgrade(
     if peer != accepted.peer {
         tracing::debug!(proxy = %accepted.peer, client = %peer, "client address forwarded by a trusted proxy");
     }
-    Ok(Accepted { stream: Box::new(WsStream { ws, reading: Bytes::new() }), peer })
+    Ok(Accepted { stream: Box::new(WsStream::new(ws)), peer })
 }
 
 /// Checks the path and picks the subprotocol of the upgrade.
@@ -90,71 +82,4 @@ fn choose(request: &Request, mut response: Response, path: &str) -> Result<Respo
         response.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static(chosen));
     }
     Ok(response)
-}
-
-/// A WebSocket connection as a byte stream: reads yield the payloads of
-/// binary frames in order; each write goes out as one binary frame.
-struct WsStream {
-    ws: WebSocketStream<Box<dyn Stream>>,
-    /// What is left of the frame being read.
-    reading: Bytes,
-}
-
-fn to_io(error: WsError) -> io::Error {
-    match error {
-        WsError::Io(e) => e,
-        other => io::Error::other(other),
-    }
-}
-
-impl AsyncRead for WsStream {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        loop {
-            if !self.reading.is_empty() {
-                let n = self.reading.len().min(buf.remaining());
-                buf.put_slice(&self.reading[..n]);
-                self.reading.advance(n);
-                return Poll::Ready(Ok(()));
-            }
-            match Pin::new(&mut self.ws).poll_next(cx) {
-                Poll::Pending => return Poll::Pending,
-                // End of stream: a read of zero bytes.
-                Poll::Ready(None) | Poll::Ready(Some(Ok(Message::Close(_)))) => return Poll::Ready(Ok(())),
-                Poll::Ready(Some(Ok(Message::Binary(data)))) => self.reading = data,
-                // MQTT travels in binary frames only ([MQTT-6.0.0-1]): a text frame ends the connection.
-                Poll::Ready(Some(Ok(Message::Text(_)))) => {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "text frame on MQTT over WebSocket",
-                    )));
-                }
-                // Pings are answered by tungstenite itself; pongs and raw frames carry nothing for MQTT.
-                Poll::Ready(Some(Ok(_))) => {}
-                Poll::Ready(Some(Err(error))) => return Poll::Ready(Err(to_io(error))),
-            }
-        }
-    }
-}
-
-impl AsyncWrite for WsStream {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.ws).poll_ready(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(Err(error)) => return Poll::Ready(Err(to_io(error))),
-            Poll::Ready(Ok(())) => {}
-        }
-        let frame = Message::Binary(Bytes::copy_from_slice(data));
-        match Pin::new(&mut self.ws).start_send(frame) {
-            Ok(()) => Poll::Ready(Ok(data.len())),
-            Err(error) => Poll::Ready(Err(to_io(error))),
-        }
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.ws).poll_flush(cx).map_err(to_io)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.ws).poll_close(cx).map_err(to_io)
-    }
 }
