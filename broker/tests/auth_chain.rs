@@ -5,7 +5,7 @@
 
 mod auth_common;
 
-use auth_common::{chain, connack, start, tcp, temp_dir, verdict};
+use auth_common::{TestDir, chain, connack, start, tcp, temp_dir, verdict};
 use broker::auth::{CertIdentity, TransportInfo};
 use jsonwebtoken::{EncodingKey, Header};
 use mqtt_codec::{ProtocolVersion, ReasonCode};
@@ -21,21 +21,24 @@ fn far_future() -> u64 {
     4_000_000_000
 }
 
-/// alice's password in the users file is "a".
-fn users_and_jwt(test: &str, order: &str) -> String {
+/// alice's password in the users file is "a". The directory holds the users
+/// file: it must live as long as the configuration is used.
+fn users_and_jwt(test: &str, order: &str) -> (TestDir, String) {
     let dir = temp_dir(test);
     let digest: String = Sha256::digest(b"sa").iter().map(|b| format!("{b:02x}")).collect();
     let file = dir.join("users");
     std::fs::write(&file, format!("alice:$sha256$s${digest}\n")).unwrap();
-    format!(
+    let toml = format!(
         "[auth]\nallow_anonymous = false\nchain = [{order}]\n[auth.users]\nfile = {:?}\n[auth.jwt]\nsecret = \"{SECRET}\"\n",
         file.display().to_string()
-    )
+    );
+    (dir, toml)
 }
 
 #[tokio::test]
 async fn the_first_backend_that_decides_wins() {
-    let auth = chain(&users_and_jwt("order-1", "\"users\", \"jwt\""));
+    let (_dir, toml) = users_and_jwt("order-1", "\"users\", \"jwt\"");
+    let auth = chain(&toml);
     let jwt = token(serde_json::json!({ "exp": far_future() }));
     // users knows alice: it decides, either way.
     assert_eq!(verdict(&*auth, "c", Some("alice"), Some("a"), &tcp()).await, Ok(()));
@@ -48,7 +51,8 @@ async fn the_first_backend_that_decides_wins() {
     assert_eq!(verdict(&*auth, "c", Some("bob"), Some(&jwt), &tcp()).await, Ok(()));
     assert_eq!(verdict(&*auth, "c", Some("bob"), Some("a"), &tcp()).await, Err(ReasonCode::BAD_USER_NAME_OR_PASSWORD));
 
-    let auth = chain(&users_and_jwt("order-2", "\"jwt\", \"users\""));
+    let (_dir, toml) = users_and_jwt("order-2", "\"jwt\", \"users\"");
+    let auth = chain(&toml);
     assert_eq!(verdict(&*auth, "c", Some("alice"), Some(&jwt), &tcp()).await, Ok(()), "jwt first now admits alice");
     assert_eq!(
         verdict(&*auth, "c", Some("alice"), Some("a"), &tcp()).await,
@@ -102,7 +106,8 @@ async fn match_username_requires_the_common_name_as_user_name() {
 
 #[tokio::test]
 async fn a_server_runs_the_configured_chain() {
-    let server = start(&users_and_jwt("server", "\"users\", \"jwt\"")).await;
+    let (_dir, toml) = users_and_jwt("server", "\"users\", \"jwt\"");
+    let server = start(&toml).await;
     let addr = server.local_addr();
     let jwt = token(serde_json::json!({ "exp": far_future() }));
     assert_eq!(connack(addr, ProtocolVersion::V5, "c", Some("alice"), Some("a")).await, Some(ReasonCode::SUCCESS));

@@ -6,7 +6,7 @@ mod auth_common;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use auth_common::{chain, connack, start, tcp, temp_dir, verdict};
+use auth_common::{TestDir, chain, connack, start, tcp, temp_dir, verdict};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -125,19 +125,22 @@ async fn an_over_long_token_is_refused_and_an_over_long_other_password_ignored()
     assert_eq!(verdict(&*auth, "c", Some("u"), Some(&other), &certified).await, Ok(()), "not a token: x509 decides");
 }
 
-fn rs256_config(name: &str) -> String {
+/// The key file is in the directory, which must live as long as the configuration is used.
+fn rs256_config(name: &str) -> (TestDir, String) {
     let dir = temp_dir(name);
     let key = dir.join("jwt.pub.pem");
     std::fs::write(&key, RSA_PUBLIC).unwrap();
-    format!(
+    let toml = format!(
         "[auth]\nallow_anonymous = false\nchain = [\"jwt\"]\n[auth.jwt]\nalgorithm = \"RS256\"\npublic_key_file = {:?}\n",
         key.display().to_string()
-    )
+    );
+    (dir, toml)
 }
 
 #[tokio::test]
 async fn rs256_tokens_are_checked_against_the_public_key() {
-    let auth = chain(&rs256_config("rs256"));
+    let (_dir, toml) = rs256_config("rs256");
+    let auth = chain(&toml);
     let good = rs256(&json!({ "exp": now() + 60, "username": "alice" }));
     assert_eq!(verdict(&*auth, "c", Some("alice"), Some(&good), &tcp()).await, Ok(()));
     assert_eq!(verdict(&*auth, "c", Some("alice"), Some(&rs256(&json!({ "exp": now() - 1 }))), &tcp()).await, BAD);
@@ -163,7 +166,8 @@ async fn a_bad_key_file_stops_start_up_naming_the_file() {
 
 #[tokio::test]
 async fn a_server_admits_a_client_with_a_token() {
-    let server = start(&rs256_config("server")).await;
+    let (_dir, toml) = rs256_config("server");
+    let server = start(&toml).await;
     let token = rs256(&json!({ "exp": now() + 60 }));
     for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
         assert_eq!(

@@ -7,7 +7,7 @@ mod auth_common;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use auth_common::{WAIT, start, temp_dir};
+use auth_common::{TestDir, WAIT, start, temp_dir};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use broker::auth::password::{NewHash, hash_new};
@@ -21,13 +21,15 @@ use tokio::net::TcpStream;
 
 const METHOD: &str = "SCRAM-SHA-256";
 
-fn scram_config(name: &str) -> String {
+/// The users file is in the directory, which must live as long as the configuration is used.
+fn scram_config(name: &str) -> (TestDir, String) {
     let dir = temp_dir(name);
     let file = dir.join("users");
     let entry = hash_new(NewHash::ScramSha256, b"pencil", &mut rand::rngs::StdRng::seed_from_u64(9)).unwrap();
     let plain: String = Sha256::digest(b"spencil").iter().map(|b| format!("{b:02x}")).collect();
     std::fs::write(&file, format!("user:{entry}\nplain:$sha256$s${plain}\n")).unwrap();
-    config_for(&file)
+    let toml = config_for(&file);
+    (dir, toml)
 }
 
 fn config_for(file: &Path) -> String {
@@ -132,7 +134,8 @@ impl Client {
 
 #[tokio::test]
 async fn a_scram_exchange_connects_proves_the_server_and_re_authenticates() {
-    let server = start(&scram_config("ok")).await;
+    let (_dir, toml) = scram_config("ok");
+    let server = start(&toml).await;
     let (mut client, connack, server_signature) = Client::scram(server.local_addr(), "user", "pencil").await;
     let Packet::ConnAck(ack) = connack else { panic!("expected CONNACK, got {connack:?}") };
     assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
@@ -166,7 +169,8 @@ async fn a_scram_exchange_connects_proves_the_server_and_re_authenticates() {
 
 #[tokio::test]
 async fn re_authentication_must_prove_the_same_user() {
-    let server = start(&scram_config("reauth-user")).await;
+    let (_dir, toml) = scram_config("reauth-user");
+    let server = start(&toml).await;
     let (mut client, connack, _) = Client::scram(server.local_addr(), "user", "pencil").await;
     assert!(matches!(connack, Packet::ConnAck(ref ack) if ack.reason_code == ReasonCode::SUCCESS), "{connack:?}");
     client.send_auth(ReasonCode::RE_AUTHENTICATE, "n,,n=plain,r=abc").await;
@@ -179,7 +183,8 @@ async fn re_authentication_must_prove_the_same_user() {
 
 #[tokio::test]
 async fn a_wrong_password_or_a_user_without_scram_is_not_authorized() {
-    let server = start(&scram_config("wrong")).await;
+    let (_dir, toml) = scram_config("wrong");
+    let server = start(&toml).await;
     for (user, password) in [("user", "not pencil"), ("plain", "pencil"), ("nobody", "pencil")] {
         let (mut client, connack, _) = Client::scram(server.local_addr(), user, password).await;
         let Packet::ConnAck(ack) = connack else { panic!("expected CONNACK, got {connack:?}") };
@@ -191,7 +196,8 @@ async fn a_wrong_password_or_a_user_without_scram_is_not_authorized() {
 
 #[tokio::test]
 async fn an_unknown_method_is_refused_with_bad_authentication_method() {
-    let server = start(&scram_config("unknown")).await;
+    let (_dir, toml) = scram_config("unknown");
+    let server = start(&toml).await;
     let mut client = Client::connect(server.local_addr(), Some("KERBEROS"), None, None).await;
     let Some(Packet::ConnAck(ack)) = client.recv().await else { panic!("expected CONNACK") };
     assert_eq!(ack.reason_code, ReasonCode::BAD_AUTHENTICATION_METHOD);
@@ -201,7 +207,8 @@ async fn an_unknown_method_is_refused_with_bad_authentication_method() {
 
 #[tokio::test]
 async fn the_connect_user_name_must_be_the_scram_user() {
-    let server = start(&scram_config("username")).await;
+    let (_dir, toml) = scram_config("username");
+    let server = start(&toml).await;
     let mut client = Client::connect(server.local_addr(), Some(METHOD), Some("n,,n=user,r=abc"), Some("other")).await;
     let Some(Packet::ConnAck(ack)) = client.recv().await else { panic!("expected CONNACK") };
     assert_eq!(ack.reason_code, ReasonCode::NOT_AUTHORIZED);
@@ -210,7 +217,8 @@ async fn the_connect_user_name_must_be_the_scram_user() {
 
 #[tokio::test]
 async fn anything_but_auth_during_the_exchange_is_a_protocol_error() {
-    let server = start(&scram_config("protocol")).await;
+    let (_dir, toml) = scram_config("protocol");
+    let server = start(&toml).await;
     let mut client = Client::connect(server.local_addr(), Some(METHOD), Some("n,,n=user,r=abc"), None).await;
     assert!(matches!(client.recv().await, Some(Packet::Auth(_))));
     client.send(Packet::PingReq).await;

@@ -17,7 +17,7 @@ const EXIT_WAIT: Duration = Duration::from_secs(30);
 /// A directory holding a configuration and every file it names, all valid:
 /// a TLS listener with a client CA, a users file, an ACL file, a bans file.
 struct Setup {
-    dir: PathBuf,
+    dir: pki::TestDir,
 }
 
 impl Setup {

@@ -33,7 +33,7 @@ fn config(listeners: &str) -> broker::Config {
 
 /// A TLS listener on 127.0.0.1 with a server certificate from `ca`; `mutual`:
 /// clients need a certificate from `ca` too. `extra`: more listener keys.
-async fn start(name: &str, ca: &Ca, mutual: bool, extra: &str) -> (broker::Server, std::path::PathBuf) {
+async fn start(name: &str, ca: &Ca, mutual: bool, extra: &str) -> (broker::Server, pki::TestDir) {
     let dir = pki::dir(name);
     pki::write_server_files(&dir, &ca.server("broker"), ca);
     let keys = pki::listener_keys(&dir, mutual);
@@ -153,7 +153,7 @@ async fn mosquitto_clients_connect_with_a_good_client_certificate_only() {
     let stranger = Ca::new("other-ca").client("mosq-intruder", "Elsewhere", &[]);
     pki::write(&dir, "stranger.pem", &stranger.pem);
     pki::write(&dir, "stranger.key", &stranger.key_pem);
-    let dir2 = dir.clone();
+    let dir2 = dir.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let dir = dir2;
         let publish = ["-t", "tls/mosq", "-m", "over-mutual-tls", "-r", "-q", "1", "-V", "mqttv311"];

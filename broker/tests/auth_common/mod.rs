@@ -4,7 +4,6 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,12 +17,16 @@ use tokio::net::TcpStream;
 
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// A fresh directory for one test's files.
-pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("broker-auth-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+// Both this module and the other test helpers include it: a test binary
+// with both has two copies of a small type, which is harmless.
+#[allow(clippy::duplicate_mod)]
+#[path = "../test_dir/mod.rs"]
+mod test_dir;
+pub use test_dir::TestDir;
+
+/// A fresh directory for one test's files, removed when dropped.
+pub fn temp_dir(name: &str) -> TestDir {
+    TestDir::new("broker-auth", name)
 }
 
 /// The configuration `toml` describes, listening on 127.0.0.1 port 0.

@@ -63,12 +63,16 @@ impl Ca {
     }
 }
 
-/// A fresh directory for one test's files.
-pub fn dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("broker-pki-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+// Both this module and the other test helpers include it: a test binary
+// with both has two copies of a small type, which is harmless.
+#[allow(clippy::duplicate_mod)]
+#[path = "../test_dir/mod.rs"]
+mod test_dir;
+pub use test_dir::TestDir;
+
+/// A fresh directory for one test's files, removed when dropped.
+pub fn dir(name: &str) -> TestDir {
+    TestDir::new("broker-pki", name)
 }
 
 pub fn write(dir: &Path, name: &str, contents: &str) -> PathBuf {
