@@ -232,3 +232,102 @@ impl<T: Eq + Hash> Extend<T> for AHashSet<T> {
         self.0.extend(iter);
     }
 }
+
+/// A map or set made at its first insert. Most connections and sessions
+/// never use some of their collections (topic aliases, QoS 2 ids awaiting
+/// PUBREL), and even an empty hash table costs its header in each of a
+/// million of them; a `Lazy` costs one pointer until used.
+#[derive(Debug)]
+pub struct Lazy<C>(Option<Box<C>>);
+
+impl<C> Default for Lazy<C> {
+    fn default() -> Self {
+        Self(None)
+    }
+}
+
+impl<C: Default> Lazy<C> {
+    /// The collection, if it was ever made.
+    pub fn made(&self) -> Option<&C> {
+        self.0.as_deref()
+    }
+
+    fn made_mut(&mut self) -> Option<&mut C> {
+        self.0.as_deref_mut()
+    }
+
+    fn make(&mut self) -> &mut C {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+impl<K: Eq + Hash, V> Lazy<AHashMap<K, V>> {
+    pub fn get<Q: Eq + Hash + ?Sized>(&self, key: &Q) -> Option<&V>
+    where
+        K: std::borrow::Borrow<Q>,
+    {
+        self.made()?.get(key)
+    }
+
+    pub fn insert(&mut self, key: K, value: V) -> Option<V> {
+        self.make().insert(key, value)
+    }
+
+    pub fn remove<Q: Eq + Hash + ?Sized>(&mut self, key: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+    {
+        self.made_mut()?.remove(key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.made().map_or(0, |map| map.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<T: Eq + Hash> Lazy<AHashSet<T>> {
+    pub fn contains(&self, value: &T) -> bool {
+        self.made().is_some_and(|set| set.contains(value))
+    }
+
+    /// False if `value` was already there.
+    pub fn insert(&mut self, value: T) -> bool {
+        self.make().insert(value)
+    }
+
+    /// False if `value` was not there.
+    pub fn remove(&mut self, value: &T) -> bool {
+        self.made_mut().is_some_and(|set| set.remove(value))
+    }
+
+    pub fn len(&self) -> usize {
+        self.made().map_or(0, |set| set.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<T> IntoIterator for Lazy<AHashSet<T>> {
+    type Item = T;
+    type IntoIter = std::iter::Flatten<std::option::IntoIter<AHashSet<T>>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.map(|set| *set).into_iter().flatten()
+    }
+}
+
+impl<T: Eq + Hash> Extend<T> for Lazy<AHashSet<T>> {
+    /// Makes the set only if there is something to hold.
+    fn extend<I: IntoIterator<Item = T>>(&mut self, values: I) {
+        let mut values = values.into_iter().peekable();
+        if values.peek().is_some() {
+            self.make().extend(values);
+        }
+    }
+}

@@ -683,21 +683,9 @@ fn get_epoch(f: &mut Bytes) -> Result<Epoch, String> {
     Ok(Epoch { incarnation: get_u64(f)?, generation: get_u64(f)? })
 }
 
-/// `n` strings into one allocation: checked first, so that the collecting
-/// iterator cannot fail and its exact length sizes the `Arc` at once.
+/// `n` strings, shared by every holder of the list.
 fn get_names(f: &mut Bytes, n: usize) -> Result<Arc<[NodeName]>, String> {
-    let mut check = &f[..];
-    for _ in 0..n {
-        if check.len() < 4 {
-            return Err(format!("message cut short: 4 bytes needed, {} left", check.len()));
-        }
-        let len = u32::from_be_bytes([check[0], check[1], check[2], check[3]]) as usize;
-        check = &check[4..];
-        let name = check.get(..len).ok_or_else(|| format!("message cut short: {len} bytes needed"))?;
-        std::str::from_utf8(name).map_err(|_| "a string is not UTF-8".to_string())?;
-        check = &check[len..];
-    }
-    Ok((0..n).map(|_| get_str(f).unwrap_or_default()).collect())
+    (0..n).map(|_| get_str(f)).collect()
 }
 
 fn get_str(f: &mut Bytes) -> Result<ByteString, String> {

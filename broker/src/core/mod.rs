@@ -30,7 +30,7 @@ pub mod trie;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::hash::AHashMap;
+use crate::hash::{AHashMap, Lazy};
 use mqtt_codec::{Disconnect, Packet, ProtocolVersion, ReasonCode};
 use rand::rngs::StdRng;
 
@@ -108,8 +108,8 @@ struct Connection {
     max_packet_size: u32,
     /// Topic aliases the broker may use towards the client.
     alias_max_out: u16,
-    alias_out: LazyMap<bytestring::ByteString, u16>,
-    alias_in: LazyMap<u16, bytestring::ByteString>,
+    alias_out: Lazy<AHashMap<bytestring::ByteString, u16>>,
+    alias_in: Lazy<AHashMap<u16, bytestring::ByteString>>,
     /// CONNECT asked for session expiry 0 ([MQTT-3.14.2-2]).
     connect_expiry_zero: bool,
     /// Set when the CONNECT used MQTT 5 enhanced authentication; boxed, as
@@ -125,40 +125,6 @@ struct ConnAuth {
     user: Option<bytestring::ByteString>,
     /// A re-authentication in progress (AUTH 0x19 answered with AUTH 0x18).
     reauth: Option<Box<dyn crate::auth::AuthExchange>>,
-}
-
-/// A map made at its first insert: most connections never use topic
-/// aliases, and even an empty map costs its table header and hasher keys.
-struct LazyMap<K, V>(Option<Box<AHashMap<K, V>>>);
-
-impl<K, V> Default for LazyMap<K, V> {
-    fn default() -> Self {
-        Self(None)
-    }
-}
-
-impl<K: std::hash::Hash + Eq, V> LazyMap<K, V> {
-    fn get<Q: std::hash::Hash + Eq + ?Sized>(&self, key: &Q) -> Option<&V>
-    where
-        K: std::borrow::Borrow<Q>,
-    {
-        self.0.as_ref()?.get(key)
-    }
-
-    fn insert(&mut self, key: K, value: V) -> Option<V> {
-        self.0.get_or_insert_with(|| Box::new(AHashMap::new())).insert(key, value)
-    }
-
-    fn remove<Q: std::hash::Hash + Eq + ?Sized>(&mut self, key: &Q) -> Option<V>
-    where
-        K: std::borrow::Borrow<Q>,
-    {
-        self.0.as_mut()?.remove(key)
-    }
-
-    fn len(&self) -> usize {
-        self.0.as_ref().map_or(0, |map| map.len())
-    }
 }
 
 impl std::fmt::Debug for Connection {

@@ -5,7 +5,7 @@ use std::num::NonZeroU16;
 use std::sync::Arc;
 
 use crate::authz::ClientInfo;
-use crate::hash::{AHashMap, AHashSet};
+use crate::hash::{AHashMap, AHashSet, Lazy};
 use bytestring::ByteString;
 use mqtt_codec::{PacketId, QoS, Will};
 
@@ -64,7 +64,7 @@ pub struct Session {
     /// Deliveries waiting for the in-flight window, the connection's outbox or a connection.
     pub queue: VecDeque<Delivery>,
     /// Incoming QoS 2 packet identifiers that were PUBREC'd and await PUBREL.
-    pub awaiting_rel: AwaitingRel,
+    pub awaiting_rel: Lazy<AHashSet<u16>>,
     /// The will of the current (or last) connection. Boxed: most sessions
     /// have none, and every session's size counts at a million connections.
     pub will: Option<Box<SessionWill>>,
@@ -84,54 +84,6 @@ pub struct SessionWill {
     pub delay_secs: u32,
 }
 
-/// Incoming QoS 2 packet identifiers awaiting PUBREL: a set made at its
-/// first insert, as most sessions never receive QoS 2 and even an empty hash
-/// set costs its table header and hasher keys in every session.
-#[derive(Debug, Default)]
-pub struct AwaitingRel(Option<Box<AHashSet<u16>>>);
-
-impl AwaitingRel {
-    pub fn contains(&self, id: &u16) -> bool {
-        self.0.as_ref().is_some_and(|set| set.contains(id))
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.as_ref().map_or(0, |set| set.len())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// False if `id` was already there.
-    pub fn insert(&mut self, id: u16) -> bool {
-        self.0.get_or_insert_with(Default::default).insert(id)
-    }
-
-    /// False if `id` was not there.
-    pub fn remove(&mut self, id: &u16) -> bool {
-        self.0.as_mut().is_some_and(|set| set.remove(id))
-    }
-}
-
-impl IntoIterator for AwaitingRel {
-    type Item = u16;
-    type IntoIter = std::iter::Flatten<std::option::IntoIter<AHashSet<u16>>>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.0.map(|set| *set).into_iter().flatten()
-    }
-}
-
-impl Extend<u16> for AwaitingRel {
-    fn extend<I: IntoIterator<Item = u16>>(&mut self, ids: I) {
-        let mut ids = ids.into_iter().peekable();
-        if ids.peek().is_some() {
-            self.0.get_or_insert_with(Default::default).extend(ids);
-        }
-    }
-}
-
 impl Session {
     pub fn new(client_id: ClientId, expiry_secs: u32) -> Self {
         Self {
@@ -142,7 +94,7 @@ impl Session {
             connection: None,
             inflight: VecDeque::new(),
             queue: VecDeque::new(),
-            awaiting_rel: AwaitingRel::default(),
+            awaiting_rel: Lazy::default(),
             will: None,
             epoch: 0,
             import_mark: None,
@@ -260,11 +212,11 @@ mod tests {
 
     #[test]
     fn awaiting_rel_allocates_at_its_first_id_and_behaves_as_a_set() {
-        let mut ids = AwaitingRel::default();
-        assert!(ids.0.is_none() && ids.is_empty() && !ids.contains(&7));
+        let mut ids: Lazy<AHashSet<u16>> = Lazy::default();
+        assert!(ids.made().is_none() && ids.is_empty() && !ids.contains(&7));
         assert!(!ids.remove(&7));
         ids.extend(std::iter::empty());
-        assert!(ids.0.is_none(), "nothing to hold, nothing allocated");
+        assert!(ids.made().is_none(), "nothing to hold, nothing allocated");
         assert!(ids.insert(7));
         assert!(!ids.insert(7));
         ids.extend([8, 9]);

@@ -58,6 +58,30 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    fn new(
+        broker: Broker,
+        limits: limits::Limits,
+        runtime: Runtime,
+        config: Config,
+        authenticator: Arc<dyn Authenticator>,
+        cluster: Option<Arc<ClusterShell>>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            broker: Mutex::new(broker),
+            limits,
+            runtime,
+            config,
+            authenticator,
+            timer_changed: Notify::new(),
+            timer_deadline: AtomicU64::new(u64::MAX),
+            next_conn_id: AtomicU64::new(1),
+            live_connections: AtomicUsize::new(0),
+            shutting_down: watch::channel(false).0,
+            cluster,
+            stop_requested: Notify::new(),
+        })
+    }
+
     pub fn now(&self) -> Millis {
         self.runtime.clock.now()
     }
@@ -139,20 +163,7 @@ impl Server {
             );
             Arc::new(ClusterShell::new(node, incarnation, c))
         });
-        let shared = Arc::new(Shared {
-            broker: Mutex::new(broker),
-            limits,
-            runtime: runtime.clone(),
-            config,
-            authenticator,
-            timer_changed: Notify::new(),
-            timer_deadline: AtomicU64::new(u64::MAX),
-            next_conn_id: AtomicU64::new(1),
-            live_connections: AtomicUsize::new(0),
-            shutting_down: watch::channel(false).0,
-            cluster,
-            stop_requested: Notify::new(),
-        });
+        let shared = Shared::new(broker, limits, runtime.clone(), config, authenticator, cluster);
         let (listeners, cert_sets) = match listen::start_all(&shared).await {
             Ok(started) => started,
             Err(error) => {
@@ -396,18 +407,5 @@ pub(crate) fn test_shared(config: Config) -> Arc<Shared> {
     let authenticator = crate::auth::build(&config, &runtime).expect("the default authentication");
     let limits = limits::Limits::new(&config.limits).expect("no bans file");
     let broker = Broker::new(config.mqtt.clone(), seam::rng(Some(1)));
-    Arc::new(Shared {
-        broker: Mutex::new(broker),
-        limits,
-        runtime,
-        config,
-        authenticator,
-        timer_changed: Notify::new(),
-        timer_deadline: AtomicU64::new(u64::MAX),
-        next_conn_id: AtomicU64::new(1),
-        live_connections: AtomicUsize::new(0),
-        shutting_down: watch::channel(false).0,
-        cluster: None,
-        stop_requested: Notify::new(),
-    })
+    Shared::new(broker, limits, runtime, config, authenticator, None)
 }
